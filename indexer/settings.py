@@ -1,0 +1,60 @@
+"""The one settings class. Every field can be set with a `PARACITE_` environment variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+Backend = Literal["torch", "onnx", "onnx-int8"]
+
+
+class Settings(BaseSettings):
+    """paracite settings; CLI options override them for one command."""
+
+    model_config = SettingsConfigDict(env_prefix="PARACITE_", extra="ignore")
+
+    index: Path = Field(
+        Path(".paracite"), description="Index folder (created by `paracite index`)."
+    )
+    model: str = Field(
+        DEFAULT_MODEL,
+        description=(
+            "Embedding model used when building an index: the bundled all-MiniLM-L6-v2 "
+            "by default, or any sentence-transformers model name or local path."
+        ),
+    )
+    backend: Backend = Field("torch", description="Embedding backend: torch, onnx or onnx-int8.")
+    batch_size: int = Field(64, ge=1, le=4096, description="Texts embedded per batch.")
+    max_file_mb: float = Field(
+        20.0, gt=0, description="Files larger than this (in MB) are skipped with a reason."
+    )
+    window_overlap: int = Field(
+        1, ge=0, le=5, description="Sentences shared by consecutive windows of a long paragraph."
+    )
+    answer_threshold: float = Field(
+        0.35,
+        description="Minimum answer score; below it the answer is 'nothing answers this'.",
+    )
+    host: str = Field("127.0.0.1", description="Address `paracite serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `paracite serve` listens on.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["*"],
+        description="Origins allowed to call the read-only API (comma-separated, or *).",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    def with_overrides(self, **overrides: object) -> Settings:
+        """A copy with the given fields replaced, skipping None (an option not given)."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        return self.model_copy(update=given) if given else self
+
