@@ -57,4 +57,3 @@ class Settings(BaseSettings):
         """A copy with the given fields replaced, skipping None (an option not given)."""
         given = {key: value for key, value in overrides.items() if value is not None}
         return self.model_copy(update=given) if given else self
-

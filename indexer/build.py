@@ -1,0 +1,359 @@
+"""An indexing run: discover files, load and chunk what changed, embed, write a generation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import bm25s
+
+from indexer.chunking import ChunkedDocument, ChunkingOptions, chunk_document
+from indexer.embedding import Embedder, EmbeddingCache, embed_cached, load_embedder
+from indexer.errors import ParaciteError, UnsupportedFile
+from indexer.loaders import discover_files, load_document
+from indexer.models import (
+    Document,
+    DocumentBlock,
+    FileReport,
+    IndexReport,
+    Passage,
+)
+from indexer.settings import Settings
+from indexer.store import (
+    FORMAT_VERSION,
+    LEXICAL,
+    PASSAGE_VECTORS,
+    SENTENCE_VECTORS,
+    Manifest,
+    current_generation,
+    new_generation,
+    now_iso,
+    open_meta,
+    prune_generations,
+    publish_generation,
+    write_vectors,
+    writer_lock,
+)
+from indexer.text import content_hash, lexical_terms
+
+
+class Progress(Protocol):
+    """What an indexing run reports while it works (the CLI shows it as progress bars)."""
+
+    def start(self, description: str, total: int) -> None: ...
+    def advance(self, amount: int = 1) -> None: ...
+
+
+class NoProgress:
+    def start(self, description: str, total: int) -> None:
+        pass
+
+    def advance(self, amount: int = 1) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    content_hash: str
+    size: int
+    mtime_ns: int
+
+
+def passage_embedding_text(passage: Passage) -> str:
+    """The text embedded for a passage: its document title gives the paragraph context."""
+    return f"{passage.title}\n{passage.text}" if passage.title else passage.text
+
+
+def lexical_text(passage: Passage) -> str:
+    return " ".join(part for part in (passage.title, passage.section, passage.text) if part)
+
+
+def build_index(
+    root: Path,
+    settings: Settings,
+    *,
+    rebuild: bool = False,
+    progress: Progress | None = None,
+    embedder: Embedder | None = None,
+) -> IndexReport:
+    """Index every supported file under `root` into `settings.index`, reusing unchanged work."""
+    progress = progress or NoProgress()
+    started = time.perf_counter()
+    root = root.resolve()
+    if not root.is_dir():
+        raise ParaciteError(f"{root} is not a folder")
+    index_dir = settings.index.resolve()
+    with writer_lock(index_dir):
+        prune_generations(index_dir)
+        previous = None if rebuild else current_generation(index_dir)
+        old_manifest = Manifest.read(previous) if previous else None
+        if old_manifest:
+            old_manifest.check_compatible(settings.model, settings.backend)
+        embedder = embedder or load_embedder(settings.model, settings.backend)
+        options = ChunkingOptions(
+            max_tokens=max(embedder.max_tokens - 2, 16), overlap=settings.window_overlap
+        )
+        same_chunking = old_manifest is not None and old_manifest.chunking == options.to_dict()
+        old_records = _read_file_records(previous) if previous and same_chunking else {}
+
+        report = IndexReport()
+        chunked, unchanged = _scan(
+            root, index_dir, settings, options, embedder, old_records, report, progress
+        )
+        kept = set(chunked) | set(unchanged)
+        for doc_id in sorted(set(old_records) - kept):
+            if not any(f.path == doc_id for f in report.files):
+                report.files.append(FileReport(doc_id, "removed"))
+        if previous and same_chunking and not chunked and set(unchanged) == set(old_records):
+            report.up_to_date = True
+            report.seconds = time.perf_counter() - started
+            return report
+
+        staged = new_generation(index_dir)
+        try:
+            documents = _merge(previous, unchanged, chunked)
+            _write_generation(
+                staged, documents, options, embedder, settings, index_dir, report, progress
+            )
+            publish_generation(index_dir, staged)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        prune_generations(index_dir)
+        report.seconds = time.perf_counter() - started
+        return report
+
+
+@dataclass(slots=True)
+class _Loaded:
+    chunked: ChunkedDocument
+    record: FileRecord
+
+
+def _scan(
+    root: Path,
+    index_dir: Path,
+    settings: Settings,
+    options: ChunkingOptions,
+    embedder: Embedder,
+    old_records: dict[str, FileRecord],
+    report: IndexReport,
+    progress: Progress,
+) -> tuple[dict[str, _Loaded], dict[str, FileRecord]]:
+    """Load and chunk new or changed files; return them and the records of unchanged ones."""
+    files = discover_files(root, exclude=[index_dir])
+    max_bytes = int(settings.max_file_mb * 1024 * 1024)
+    chunked: dict[str, _Loaded] = {}
+    unchanged: dict[str, FileRecord] = {}
+    progress.start("Reading files", len(files))
+    for path in files:
+        doc_id = path.relative_to(root).as_posix()
+        progress.advance()
+        try:
+            stat = path.stat()
+            old = old_records.get(doc_id)
+            if old and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+                unchanged[doc_id] = old
+                continue
+            digest = content_hash(path.read_bytes()) if stat.st_size <= max_bytes else ""
+            record = FileRecord(digest, stat.st_size, stat.st_mtime_ns)
+            if old and old.content_hash == digest:
+                unchanged[doc_id] = record
+                continue
+            document = load_document(path, root, max_bytes)
+        except FileNotFoundError:
+            report.files.append(FileReport(doc_id, "skipped", "file disappeared during indexing"))
+            continue
+        except UnsupportedFile as error:
+            report.files.append(FileReport(doc_id, "skipped", str(error)))
+            continue
+        except Exception as error:  # noqa: BLE001 - one bad file must not stop the run
+            reason = f"could not be read ({type(error).__name__}: {error})"
+            report.files.append(FileReport(doc_id, "skipped", reason))
+            continue
+        result = chunk_document(document, options, embedder.count_tokens)
+        if not result.passages:
+            report.files.append(FileReport(doc_id, "skipped", "no text found"))
+            continue
+        chunked[doc_id] = _Loaded(result, record)
+        report.files.append(
+            FileReport(
+                doc_id,
+                "updated" if doc_id in old_records else "added",
+                "; ".join(document.warnings),
+                len(result.passages),
+            )
+        )
+    for doc_id in unchanged:
+        report.files.append(FileReport(doc_id, "unchanged"))
+    return chunked, unchanged
+
+
+def _read_file_records(generation: Path) -> dict[str, FileRecord]:
+    db = open_meta(generation, readonly=True)
+    try:
+        rows = db.execute("SELECT doc_id, content_hash, size, mtime_ns FROM documents")
+        return {doc_id: FileRecord(h, size, mtime) for doc_id, h, size, mtime in rows}
+    except sqlite3.DatabaseError:
+        return {}
+    finally:
+        db.close()
+
+
+def _merge(
+    previous: Path | None,
+    unchanged: dict[str, FileRecord],
+    chunked: dict[str, _Loaded],
+) -> list[_Loaded]:
+    """Every document of the new generation, in doc id order: reloaded ones and fresh ones."""
+    documents = dict(chunked)
+    if previous and unchanged:
+        from indexer.retrieval import read_chunked_documents
+
+        db = open_meta(previous, readonly=True)
+        try:
+            for loaded in read_chunked_documents(db, sorted(unchanged)):
+                doc_id = loaded.document.doc_id
+                documents[doc_id] = _Loaded(loaded, unchanged[doc_id])
+        finally:
+            db.close()
+    return [documents[doc_id] for doc_id in sorted(documents)]
+
+
+def _write_generation(
+    staged: Path,
+    documents: Sequence[_Loaded],
+    options: ChunkingOptions,
+    embedder: Embedder,
+    settings: Settings,
+    index_dir: Path,
+    report: IndexReport,
+    progress: Progress,
+) -> None:
+    passages = [p for loaded in documents for p in loaded.chunked.passages]
+    sentences = [s for p in passages for s in p.sentences]
+    cache = EmbeddingCache(
+        index_dir / "cache" / f"{_slug(settings.model)}-{settings.backend}.sqlite",
+        embedder.dimension,
+    )
+    try:
+        progress.start("Embedding", len(passages) + len(sentences))
+        passage_vectors, embedded_p = embed_cached(
+            embedder,
+            cache,
+            [passage_embedding_text(p) for p in passages],
+            settings.batch_size,
+            progress.advance,
+        )
+        sentence_vectors, embedded_s = embed_cached(
+            embedder, cache, [s.text for s in sentences], settings.batch_size, progress.advance
+        )
+    finally:
+        cache.close()
+    report.embedded = embedded_p + embedded_s
+    report.reused_embeddings = len(passages) + len(sentences) - report.embedded
+
+    progress.start("Writing index", 3)
+    db = open_meta(staged, readonly=False)
+    try:
+        _write_meta(db, documents)
+        db.commit()
+    finally:
+        db.close()
+    progress.advance()
+    write_vectors(staged / PASSAGE_VECTORS, passage_vectors, embedder.dimension)
+    write_vectors(staged / SENTENCE_VECTORS, sentence_vectors, embedder.dimension)
+    progress.advance()
+    if passages:
+        lexical = bm25s.BM25()
+        lexical.index([lexical_terms(lexical_text(p)) for p in passages], show_progress=False)
+        lexical.save(str(staged / LEXICAL), show_progress=False)
+    progress.advance()
+    Manifest(
+        format_version=FORMAT_VERSION,
+        model=settings.model,
+        backend=settings.backend,
+        dimension=embedder.dimension,
+        chunking=options.to_dict(),
+        documents=len(documents),
+        passages=len(passages),
+        sentences=len(sentences),
+        built_at=now_iso(),
+    ).write(staged)
+
+
+def _write_meta(db: sqlite3.Connection, documents: Sequence[_Loaded]) -> None:
+    passage_id = 0
+    sentence_id = 0
+    for loaded in documents:
+        document: Document = loaded.chunked.document
+        record = loaded.record
+        blocks: list[DocumentBlock] = loaded.chunked.blocks
+        db.execute(
+            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                document.doc_id,
+                document.title,
+                document.format,
+                json.dumps(document.metadata, default=str),
+                json.dumps(document.warnings),
+                document.source,
+                record.content_hash,
+                record.size,
+                record.mtime_ns,
+                sum(1 for b in blocks if b.kind == "paragraph"),
+            ),
+        )
+        db.executemany(
+            "INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    document.doc_id,
+                    seq,
+                    b.kind,
+                    b.number,
+                    b.section,
+                    b.page,
+                    b.text,
+                    b.char_start,
+                    b.char_end,
+                )
+                for seq, b in enumerate(blocks)
+            ],
+        )
+        for passage in loaded.chunked.passages:
+            db.execute(
+                "INSERT INTO passages VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    passage_id,
+                    passage.doc_id,
+                    passage.paragraph,
+                    passage.window,
+                    passage.section,
+                    passage.page,
+                    passage.text,
+                    passage.char_start,
+                    passage.char_end,
+                    sentence_id,
+                    len(passage.sentences),
+                ),
+            )
+            db.executemany(
+                "INSERT INTO sentences VALUES (?,?,?,?,?,?,?)",
+                [
+                    (sentence_id + i, passage_id, s.text, s.start, s.end, s.char_start, s.char_end)
+                    for i, s in enumerate(passage.sentences)
+                ],
+            )
+            passage_id += 1
+            sentence_id += len(passage.sentences)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[-80:]

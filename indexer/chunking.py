@@ -1,0 +1,124 @@
+"""Turn a loaded document into numbered paragraphs and the passages that get embedded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from indexer.models import Block, Document, DocumentBlock, Passage, Sentence
+from indexer.text import split_sentences
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+
+
+def estimate_tokens(texts: Sequence[str]) -> list[int]:
+    """A model-free token estimate (word pieces run about 1.3 per word)."""
+    return [int(len(text.split()) * 1.3) + 1 for text in texts]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkingOptions:
+    max_tokens: int = 256
+    overlap: int = 1
+
+    def to_dict(self) -> dict[str, int | str]:
+        return {"max_tokens": self.max_tokens, "overlap": self.overlap, "splitter": "syntok"}
+
+
+@dataclass(slots=True)
+class ChunkedDocument:
+    document: Document
+    blocks: list[DocumentBlock]
+    passages: list[Passage]
+
+
+def chunk_document(
+    document: Document,
+    options: ChunkingOptions,
+    count_tokens: TokenCounter = estimate_tokens,
+) -> ChunkedDocument:
+    """Number the paragraphs (1-based, headings excluded), attach sections, cut passages."""
+    blocks: list[DocumentBlock] = []
+    passages: list[Passage] = []
+    section: str | None = None
+    number = 0
+    for block in document.blocks:
+        text = block.text.strip()
+        if not text:
+            continue
+        if block.kind == "heading":
+            section = " ".join(text.split())
+            blocks.append(
+                DocumentBlock("heading", None, section, block.page, text, block.start, block.end)
+            )
+            continue
+        number += 1
+        blocks.append(
+            DocumentBlock(
+                "paragraph", number, section, block.page, block.text, block.start, block.end
+            )
+        )
+        passages.extend(
+            _paragraph_passages(document, block, number, section, options, count_tokens)
+        )
+    return ChunkedDocument(document, blocks, passages)
+
+
+def _paragraph_passages(
+    document: Document,
+    block: Block,
+    number: int,
+    section: str | None,
+    options: ChunkingOptions,
+    count_tokens: TokenCounter,
+) -> list[Passage]:
+    spans = split_sentences(block.text)
+    lengths = count_tokens([block.text[start:end] for start, end in spans])
+    windows = _windows(lengths, options.max_tokens, options.overlap)
+    passages = []
+    for window_number, (first, last) in enumerate(windows):
+        start, end = spans[first][0], spans[last][1]
+        char_start, char_end = block.source_span(start, end)
+        sentences = tuple(
+            Sentence(
+                text=block.text[s_start:s_end],
+                start=s_start - start,
+                end=s_end - start,
+                char_start=block.source_span(s_start, s_end)[0],
+                char_end=block.source_span(s_start, s_end)[1],
+            )
+            for s_start, s_end in spans[first : last + 1]
+        )
+        passages.append(
+            Passage(
+                doc_id=document.doc_id,
+                title=document.title,
+                paragraph=number,
+                section=section,
+                page=block.page,
+                text=block.text[start:end],
+                char_start=char_start,
+                char_end=char_end,
+                sentences=sentences,
+                window=window_number,
+            )
+        )
+    return passages
+
+
+def _windows(lengths: list[int], max_tokens: int, overlap: int) -> list[tuple[int, int]]:
+    """Inclusive sentence ranges, each within `max_tokens` where possible, overlapping."""
+    if sum(lengths) <= max_tokens:
+        return [(0, len(lengths) - 1)]
+    windows: list[tuple[int, int]] = []
+    first = 0
+    while first < len(lengths):
+        last, total = first, lengths[first]
+        while last + 1 < len(lengths) and total + lengths[last + 1] <= max_tokens:
+            last += 1
+            total += lengths[last]
+        windows.append((first, last))
+        if last == len(lengths) - 1:
+            break
+        first = max(last + 1 - overlap, first + 1)
+    return windows

@@ -1,0 +1,362 @@
+"""Hybrid retrieval and answers: the one search API shared by the CLI, the JSON API and pages."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import bm25s
+import numpy as np
+
+from indexer.chunking import ChunkedDocument
+from indexer.embedding import Embedder, load_embedder
+from indexer.errors import DocumentNotFound, IndexCorrupt, InvalidQuery, ModelMismatch
+from indexer.models import (
+    NO_ANSWER_MESSAGE,
+    Answer,
+    AskResult,
+    Document,
+    DocumentBlock,
+    DocumentInfo,
+    DocumentView,
+    Hit,
+    IndexStats,
+    Passage,
+    Sentence,
+)
+from indexer.store import (
+    LEXICAL,
+    PASSAGE_VECTORS,
+    SENTENCE_VECTORS,
+    Manifest,
+    open_meta,
+    read_stats,
+    read_vectors,
+    require_generation,
+    vectors_of,
+)
+from indexer.text import lexical_terms
+
+Mode = Literal["hybrid", "bm25", "dense"]
+MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
+MAX_QUERY_CHARS = 1000
+MAX_K = 50
+
+
+@dataclass(frozen=True, slots=True)
+class FusionWeights:
+    """How the three signals are combined into one passage score."""
+
+    passage: float = 0.3
+    sentence: float = 0.4
+    lexical: float = 0.3
+
+
+def validate_query(query: str, k: int) -> str:
+    """The question stripped, or InvalidQuery with a message a user can act on."""
+    question = query.strip() if isinstance(query, str) else ""
+    if not question:
+        raise InvalidQuery("the question is empty")
+    if len(question) > MAX_QUERY_CHARS:
+        raise InvalidQuery(f"the question is longer than {MAX_QUERY_CHARS} characters")
+    if not 1 <= k <= MAX_K:
+        raise InvalidQuery(f"k must be between 1 and {MAX_K}")
+    return question
+
+
+class Searcher:
+    """An open index: answers questions and serves documents. Safe to share between threads."""
+
+    def __init__(
+        self,
+        index_dir: Path,
+        embedder: Embedder | None = None,
+        answer_threshold: float = 0.35,
+        weights: FusionWeights | None = None,
+    ) -> None:
+        generation = require_generation(index_dir)
+        self.index_dir = index_dir
+        self.manifest = Manifest.read(generation)
+        self.manifest.check_compatible()
+        if embedder is not None and (embedder.model_name, embedder.backend) != (
+            self.manifest.model,
+            self.manifest.backend,
+        ):
+            raise ModelMismatch(
+                f"index was built with {self.manifest.model!r} ({self.manifest.backend}), "
+                f"not {embedder.model_name!r} ({embedder.backend})"
+            )
+        self.embedder = embedder or load_embedder(self.manifest.model, self.manifest.backend)
+        if self.embedder.dimension != self.manifest.dimension:
+            raise ModelMismatch(
+                f"index vectors have dimension {self.manifest.dimension}, "
+                f"the model gives {self.embedder.dimension}"
+            )
+        self.answer_threshold = answer_threshold
+        self.weights = weights or FusionWeights()
+        self._db = open_meta(generation, readonly=True)
+        self._lock = threading.Lock()
+        try:
+            ranges = self._db.execute(
+                "SELECT first_sentence, sentence_count FROM passages ORDER BY id"
+            ).fetchall()
+        except sqlite3.DatabaseError as error:
+            raise IndexCorrupt(f"index metadata at {generation} is unreadable: {error}") from error
+        self._first_sentence = np.array([r[0] for r in ranges], dtype=np.int64)
+        self._passage_vectors = vectors_of(read_vectors(generation / PASSAGE_VECTORS))
+        self._sentence_vectors = vectors_of(read_vectors(generation / SENTENCE_VECTORS))
+        self._sentence_passage = np.repeat(
+            np.arange(len(ranges), dtype=np.int64), [r[1] for r in ranges]
+        )
+        if len(self._passage_vectors) != len(ranges) or len(self._sentence_vectors) != len(
+            self._sentence_passage
+        ):
+            raise IndexCorrupt(f"index at {generation} is inconsistent: vector counts differ")
+        self._lexical: bm25s.BM25 | None = None
+        if (generation / LEXICAL).is_dir():
+            try:
+                self._lexical = bm25s.BM25.load(str(generation / LEXICAL), show_progress=False)
+            except (OSError, ValueError) as error:
+                raise IndexCorrupt(
+                    f"lexical index at {generation} is unreadable: {error}"
+                ) from error
+
+    @classmethod
+    def open(cls, index_dir: Path, embedder: Embedder | None = None, **options: object) -> Searcher:
+        return cls(index_dir, embedder, **options)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- questions ---------------------------------------------------------------------------
+
+    def ask(self, query: str, k: int = 5, mode: Mode = "hybrid") -> AskResult:
+        """The passages that best answer `query`, and the answering sentence if good enough."""
+        return self._run(query, k, mode, want_answer=True)
+
+    def search(self, query: str, k: int = 5, mode: Mode = "hybrid") -> AskResult:
+        """The passages alone (no answer is chosen)."""
+        return self._run(query, k, mode, want_answer=False)
+
+    def _run(self, query: str, k: int, mode: Mode, want_answer: bool) -> AskResult:
+        started = time.perf_counter()
+        question = validate_query(query, k)
+        if mode not in MODES:
+            raise InvalidQuery(f"mode must be one of {', '.join(MODES)}")
+        scored = self._score(question, mode)
+        if scored is None:
+            reason = NO_ANSWER_MESSAGE if want_answer else None
+            return AskResult(question, None, reason, [], _ms(started))
+        fused, dense_sentences, terms = scored
+        top = _top_k(fused, k)
+        hits = []
+        for rank, passage_id in enumerate(top, start=1):
+            passage = self._passage(int(passage_id))
+            best, best_score = self._best_sentence(
+                int(passage_id), passage, dense_sentences, terms, float(fused[passage_id])
+            )
+            answering = best if best_score >= self.answer_threshold else None
+            hits.append(Hit(rank, float(fused[passage_id]), passage, answering, best_score))
+        answer = None
+        if want_answer:
+            answer = _choose_answer(hits, self.answer_threshold)
+        reason = NO_ANSWER_MESSAGE if want_answer and answer is None else None
+        return AskResult(question, answer, reason, hits, _ms(started))
+
+    def _score(self, question: str, mode: Mode) -> tuple[np.ndarray, np.ndarray, set[str]] | None:
+        passages = len(self._passage_vectors)
+        if passages == 0:
+            return None
+        terms = set(lexical_terms(question))
+        query_vector = self.embedder.embed_query(question)
+        dense_passages = self._passage_vectors @ query_vector
+        dense_sentences = self._sentence_vectors @ query_vector
+        best_sentence = np.maximum.reduceat(dense_sentences, self._first_sentence)
+        lexical = self._lexical_scores(list(terms), passages)
+        top_lexical = float(lexical.max())
+        lexical_norm = lexical / top_lexical if top_lexical > 0 else lexical
+        w = self.weights
+        if mode == "bm25":
+            fused = lexical_norm
+        elif mode == "dense":
+            fused = (w.passage * dense_passages + w.sentence * best_sentence) / (
+                w.passage + w.sentence
+            )
+        else:
+            fused = (
+                w.passage * dense_passages + w.sentence * best_sentence + w.lexical * lexical_norm
+            )
+        return fused.astype(np.float32), dense_sentences, terms
+
+    def _lexical_scores(self, terms: list[str], passages: int) -> np.ndarray:
+        if self._lexical is None:
+            return np.zeros(passages, dtype=np.float32)
+        known = [term for term in terms if term in self._lexical.vocab_dict]
+        if not known:
+            return np.zeros(passages, dtype=np.float32)
+        return np.asarray(self._lexical.get_scores(known), dtype=np.float32)
+
+    def _best_sentence(
+        self,
+        passage_id: int,
+        passage: Passage,
+        dense_sentences: np.ndarray,
+        terms: set[str],
+        passage_score: float,
+    ) -> tuple[Sentence | None, float]:
+        first = int(self._first_sentence[passage_id])
+        best: Sentence | None = None
+        best_score = -1.0
+        for offset, sentence in enumerate(passage.sentences):
+            similarity = float(dense_sentences[first + offset])
+            overlap = _term_overlap(terms, sentence.text)
+            score = 0.55 * similarity + 0.3 * overlap + 0.15 * passage_score
+            if score > best_score:
+                best, best_score = sentence, score
+        return best, best_score
+
+    # -- documents ---------------------------------------------------------------------------
+
+    def stats(self) -> IndexStats:
+        return read_stats(self.index_dir)
+
+    def documents(self) -> list[DocumentInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT doc_id, title, format, paragraphs, metadata FROM documents ORDER BY doc_id"
+            ).fetchall()
+        return [DocumentInfo(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def document(self, doc_id: str) -> DocumentView:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT doc_id, title, format, paragraphs, metadata, source "
+                "FROM documents WHERE doc_id = ?",
+                (doc_id,),
+            ).fetchone()
+            if row is None:
+                raise DocumentNotFound(f"no document {doc_id!r} in the index")
+            blocks = _read_blocks(self._db, doc_id)
+        info = DocumentInfo(row[0], row[1], row[2], row[3], json.loads(row[4]))
+        return DocumentView(info, blocks, row[5])
+
+    def _passage(self, passage_id: int) -> Passage:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT p.doc_id, d.title, p.paragraph, p.section, p.page, p.text, p.char_start, "
+                "p.char_end, p.window, p.first_sentence, p.sentence_count "
+                "FROM passages p JOIN documents d USING (doc_id) WHERE p.id = ?",
+                (passage_id,),
+            ).fetchone()
+            sentences = _read_sentences(self._db, row[9], row[10])
+        return Passage(
+            doc_id=row[0],
+            title=row[1],
+            paragraph=row[2],
+            section=row[3],
+            page=row[4],
+            text=row[5],
+            char_start=row[6],
+            char_end=row[7],
+            sentences=sentences,
+            window=row[8],
+        )
+
+
+def _read_sentences(db: sqlite3.Connection, first: int, count: int) -> tuple[Sentence, ...]:
+    rows = db.execute(
+        "SELECT text, start, end, char_start, char_end FROM sentences "
+        "WHERE id >= ? AND id < ? ORDER BY id",
+        (first, first + count),
+    )
+    return tuple(Sentence(*row) for row in rows)
+
+
+def _read_blocks(db: sqlite3.Connection, doc_id: str) -> list[DocumentBlock]:
+    rows = db.execute(
+        "SELECT kind, number, section, page, text, char_start, char_end FROM blocks "
+        "WHERE doc_id = ? ORDER BY seq",
+        (doc_id,),
+    )
+    return [DocumentBlock(*row) for row in rows]
+
+
+def read_chunked_documents(
+    db: sqlite3.Connection, doc_ids: Sequence[str]
+) -> Iterator[ChunkedDocument]:
+    """Stored documents back as chunked documents, so an unchanged file is never re-read."""
+    for doc_id in doc_ids:
+        row = db.execute(
+            "SELECT title, format, metadata, warnings, source FROM documents WHERE doc_id = ?",
+            (doc_id,),
+        ).fetchone()
+        if row is None:
+            continue
+        title, fmt, metadata, warnings, source = row
+        document = Document(
+            doc_id, title, source, [], fmt, json.loads(metadata), json.loads(warnings)
+        )
+        passages = [
+            Passage(
+                doc_id=doc_id,
+                title=title,
+                paragraph=p[0],
+                section=p[1],
+                page=p[2],
+                text=p[3],
+                char_start=p[4],
+                char_end=p[5],
+                sentences=_read_sentences(db, p[7], p[8]),
+                window=p[6],
+            )
+            for p in db.execute(
+                "SELECT paragraph, section, page, text, char_start, char_end, window, "
+                "first_sentence, sentence_count FROM passages WHERE doc_id = ? ORDER BY id",
+                (doc_id,),
+            ).fetchall()
+        ]
+        yield ChunkedDocument(document, _read_blocks(db, doc_id), passages)
+
+
+def _term_overlap(terms: set[str], text: str) -> float:
+    if not terms:
+        return 0.0
+    return len(terms & set(lexical_terms(text))) / len(terms)
+
+
+def _choose_answer(hits: list[Hit], threshold: float) -> Answer | None:
+    candidates = [hit for hit in hits if hit.best_sentence is not None]
+    if not candidates:
+        return None
+    hit = max(candidates, key=lambda h: h.sentence_score)
+    if hit.sentence_score < threshold or hit.best_sentence is None:
+        return None
+    sentence = hit.best_sentence
+    p = hit.passage
+    return Answer(
+        text=sentence.text,
+        passage=hit.rank,
+        doc_id=p.doc_id,
+        title=p.title,
+        paragraph=p.paragraph,
+        char_start=sentence.char_start,
+        char_end=sentence.char_end,
+        score=hit.sentence_score,
+    )
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    if k >= len(scores):
+        return np.argsort(-scores, kind="stable")
+    top = np.argpartition(-scores, k)[:k]
+    return top[np.argsort(-scores[top], kind="stable")]
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

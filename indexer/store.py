@@ -1,0 +1,269 @@
+"""The index folder: self-describing, written as generations and switched atomically.
+
+Layout of an index folder::
+
+    CURRENT                 name of the live generation, replaced atomically
+    lock                    held (flock) by the one indexing run allowed at a time
+    cache/                  embedding cache per model and backend
+    gen-<stamp>/            one complete generation
+        manifest.json       format version, model, dimension, chunking, counts
+        meta.sqlite         documents, blocks, passages, sentences
+        passages.faiss      one vector per passage (row = passage id)
+        sentences.faiss     one vector per sentence (row = sentence id)
+        lexical/            bm25s index over title + section + passage text
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from indexer.errors import IndexBusy, IndexCorrupt, IndexNotFound, ModelMismatch
+from indexer.models import IndexStats
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+META = "meta.sqlite"
+PASSAGE_VECTORS = "passages.faiss"
+SENTENCE_VECTORS = "sentences.faiss"
+LEXICAL = "lexical"
+CURRENT = "CURRENT"
+
+SCHEMA = """
+CREATE TABLE documents (
+    doc_id TEXT PRIMARY KEY, title TEXT NOT NULL, format TEXT NOT NULL,
+    metadata TEXT NOT NULL, warnings TEXT NOT NULL, source TEXT NOT NULL,
+    content_hash TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    paragraphs INTEGER NOT NULL
+);
+CREATE TABLE blocks (
+    doc_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, number INTEGER,
+    section TEXT, page INTEGER, text TEXT NOT NULL, char_start INTEGER NOT NULL,
+    char_end INTEGER NOT NULL, PRIMARY KEY (doc_id, seq)
+);
+CREATE TABLE passages (
+    id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, paragraph INTEGER NOT NULL,
+    window INTEGER NOT NULL, section TEXT, page INTEGER, text TEXT NOT NULL,
+    char_start INTEGER NOT NULL, char_end INTEGER NOT NULL,
+    first_sentence INTEGER NOT NULL, sentence_count INTEGER NOT NULL
+);
+CREATE TABLE sentences (
+    id INTEGER PRIMARY KEY, passage_id INTEGER NOT NULL, text TEXT NOT NULL,
+    start INTEGER NOT NULL, end INTEGER NOT NULL,
+    char_start INTEGER NOT NULL, char_end INTEGER NOT NULL
+);
+CREATE INDEX passages_by_doc ON passages (doc_id, paragraph);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What an index generation says about itself."""
+
+    format_version: int
+    model: str
+    backend: str
+    dimension: int
+    chunking: dict[str, Any]
+    documents: int
+    passages: int
+    sentences: int
+    built_at: str
+
+    @classmethod
+    def read(cls, generation: Path) -> Manifest:
+        try:
+            data = json.loads((generation / MANIFEST).read_text(encoding="utf-8"))
+            return cls(**data)
+        except (OSError, ValueError, TypeError) as error:
+            raise IndexCorrupt(f"index manifest in {generation} is unreadable: {error}") from error
+
+    def write(self, generation: Path) -> None:
+        (generation / MANIFEST).write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+
+    def check_compatible(self, model: str | None = None, backend: str | None = None) -> None:
+        if self.format_version != FORMAT_VERSION:
+            raise ModelMismatch(
+                f"index format version {self.format_version} is not supported "
+                f"(this paracite reads version {FORMAT_VERSION}); rebuild it with "
+                "`paracite index --rebuild`"
+            )
+        if model is not None and (model, backend) != (self.model, self.backend):
+            raise ModelMismatch(
+                f"index was built with model {self.model!r} ({self.backend}), not {model!r} "
+                f"({backend}); re-index with `paracite index --rebuild` to switch models"
+            )
+
+
+def read_stats(index_dir: Path) -> IndexStats:
+    """What the live generation holds, read from its manifest alone (no model is loaded)."""
+    manifest = Manifest.read(require_generation(index_dir))
+    manifest.check_compatible()
+    return IndexStats(
+        path=str(index_dir.resolve()),
+        model=manifest.model,
+        backend=manifest.backend,
+        dimension=manifest.dimension,
+        documents=manifest.documents,
+        passages=manifest.passages,
+        sentences=manifest.sentences,
+        built_at=manifest.built_at,
+        format_version=manifest.format_version,
+        chunking=manifest.chunking,
+    )
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def current_generation(index_dir: Path) -> Path | None:
+    """The live generation folder, or None when the folder holds no index yet."""
+    pointer = index_dir / CURRENT
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise IndexCorrupt(f"cannot read {pointer}: {error}") from error
+    generation = index_dir / name
+    if not re.fullmatch(r"gen-[\w.-]+", name) or not generation.is_dir():
+        raise IndexCorrupt(f"index at {index_dir} points to a missing generation {name!r}")
+    return generation
+
+
+def require_generation(index_dir: Path) -> Path:
+    generation = current_generation(index_dir)
+    if generation is None:
+        raise IndexNotFound(
+            f"no index at {index_dir}; build one with `paracite index <folder>` "
+            "(or point --index / PARACITE_INDEX at an existing one)"
+        )
+    return generation
+
+
+def new_generation(index_dir: Path) -> Path:
+    """A fresh, empty, not-yet-live generation folder."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    generation = index_dir / f"gen-{stamp}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}.tmp"
+    generation.mkdir(parents=True)
+    return generation
+
+
+def publish_generation(index_dir: Path, staged: Path) -> Path:
+    """Make a complete staged generation live with one atomic rename of CURRENT."""
+    final = staged.with_name(staged.name.removesuffix(".tmp"))
+    _fsync_tree(staged)
+    staged.rename(final)
+    pointer_tmp = index_dir / f"{CURRENT}.tmp"
+    with open(pointer_tmp, "w", encoding="utf-8") as handle:
+        handle.write(final.name + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(pointer_tmp, index_dir / CURRENT)
+    _fsync_dir(index_dir)
+    return final
+
+
+def prune_generations(index_dir: Path, keep: int = 2) -> None:
+    """Remove abandoned staging folders and all but the newest `keep` generations.
+
+    The previous generation is kept so a server that opened it keeps working.
+    """
+    live = current_generation(index_dir)
+    for leftover in index_dir.glob("gen-*.tmp"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    finished = sorted(
+        (path for path in index_dir.glob("gen-*") if path.is_dir() and path != live),
+        key=lambda path: path.stat().st_mtime,
+        reverse=True,
+    )
+    for old in finished[max(keep - 1, 0) :]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def writer_lock(index_dir: Path) -> Iterator[None]:
+    """Hold the index's writer lock; a second indexing run is refused with a clear message."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(index_dir / "lock", "a+", encoding="utf-8")  # noqa: SIM115
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise IndexBusy(
+                f"another indexing run ({holder}) is updating {index_dir}; "
+                "wait for it to finish and try again"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def open_meta(generation: Path, *, readonly: bool) -> sqlite3.Connection:
+    path = generation / META
+    if readonly:
+        if not path.is_file():
+            raise IndexCorrupt(f"index at {generation} has no {META}")
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        db = sqlite3.connect(path)
+        db.executescript(SCHEMA)
+    return db
+
+
+def write_vectors(path: Path, vectors: np.ndarray, dimension: int) -> None:
+    index = faiss.IndexFlatIP(dimension)
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    faiss.write_index(index, str(path))
+
+
+def read_vectors(path: Path) -> faiss.Index:
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as error:
+        raise IndexCorrupt(f"cannot read vectors {path.name}: {error}") from error
+
+
+def vectors_of(index: faiss.Index) -> np.ndarray:
+    """The stored vectors of a flat index as an (n, d) array."""
+    if index.ntotal == 0:
+        return np.zeros((0, index.d), dtype=np.float32)
+    return np.asarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    _fsync_dir(root)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,55 @@
+"""Text helpers shared by indexing and querying: sentence spans, lexical terms, hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import lru_cache
+
+import Stemmer
+import syntok.segmenter as segmenter
+from bm25s.stopwords import STOPWORDS_EN
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOPWORDS = frozenset(STOPWORDS_EN) | frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their "
+    "then there these they this to was will with what which who whom whose when where why "
+    "how does did do has have had i you he she we its our your his her them been being "
+    "were than so can could would should may might about from".split()
+)
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans `(start, end)` in `text`; abbreviations like "U.S." or "Dr." stay inside."""
+    spans: list[tuple[int, int]] = []
+    for paragraph in segmenter.analyze(text):
+        for sentence in paragraph:
+            tokens = [token for token in sentence if token.value]
+            if not tokens:
+                continue
+            start = tokens[0].offset
+            end = tokens[-1].offset + len(tokens[-1].value)
+            if text[start:end].strip():
+                spans.append((start, end))
+    return spans or ([(0, len(text))] if text.strip() else [])
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("english")
+
+
+def lexical_terms(text: str) -> list[str]:
+    """Lowercased, stemmed word terms without stop words: what the lexical index matches on."""
+    words = [word for word in _WORD.findall(text.lower()) if word not in _STOPWORDS]
+    return list(_stemmer().stemWords(words))
+
+
+def text_hash(text: str) -> bytes:
+    """Stable digest of a text, used as the embedding cache key."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+def content_hash(data: bytes) -> str:
+    """Hex digest of a file's bytes, used to tell unchanged files."""
+    return hashlib.blake2b(data, digest_size=20).hexdigest()

@@ -1,0 +1,246 @@
+"""The `paracite` command line: index, ask, search, info, serve."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from indexer.errors import ParaciteError
+from indexer.models import AskResult, IndexReport
+from indexer.retrieval import MAX_K, MODES, Searcher
+from indexer.settings import Settings
+
+console = Console()
+errors = Console(stderr=True)
+
+
+class ParaciteGroup(click.Group):
+    """Turns domain errors into a one-line message and exit status 1, in one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ParaciteError as error:
+            errors.print(f"[bold red]error:[/] {escape(str(error))}")
+            sys.exit(1)
+        except KeyboardInterrupt:
+            errors.print("[yellow]interrupted[/]; the previous index is untouched")
+            sys.exit(130)
+
+
+index_option = click.option(
+    "--index",
+    "index_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Index folder (default: PARACITE_INDEX or ./.paracite).",
+)
+
+
+def _settings(**overrides: object) -> Settings:
+    return Settings().with_overrides(**overrides)
+
+
+@click.group(cls=ParaciteGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="paracite")
+def main() -> None:
+    """paracite: ask questions of your documents and get answers cited to the paragraph.
+
+    \b
+    Quick start:
+      paracite index seeds/
+      paracite ask "Why does Kim Jong Un distrust the United States?"
+      paracite serve
+    """
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@index_option
+@click.option("--model", help="sentence-transformers model name or path (default: bundled MiniLM).")
+@click.option(
+    "--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), help="Embedding backend."
+)
+@click.option("--rebuild", is_flag=True, help="Start from scratch instead of updating.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars; print the summary only.")
+def index(
+    folder: Path,
+    index_dir: Path | None,
+    model: str | None,
+    backend: str | None,
+    rebuild: bool,
+    quiet: bool,
+) -> None:
+    """Index FOLDER: new and changed files are embedded, deleted ones dropped."""
+    from indexer.build import build_index
+
+    settings = _settings(index=index_dir, model=model, backend=backend)
+    with _ProgressBars(enabled=not quiet and console.is_terminal) as progress:
+        report = build_index(folder, settings, rebuild=rebuild, progress=progress)
+    _print_report(report, settings.index)
+
+
+@main.command()
+@click.argument("question")
+@click.option("-k", default=5, show_default=True, type=click.IntRange(1, MAX_K), help="Passages.")
+@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@index_option
+def ask(question: str, k: int, mode: str, as_json: bool, index_dir: Path | None) -> None:
+    """Answer QUESTION with the best sentence and the passages it comes from."""
+    result = _open(index_dir).ask(question, k, mode)  # type: ignore[arg-type]
+    _print_result(result, as_json, with_answer=True)
+
+
+@main.command()
+@click.argument("question")
+@click.option("-k", default=5, show_default=True, type=click.IntRange(1, MAX_K), help="Passages.")
+@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@index_option
+def search(question: str, k: int, mode: str, as_json: bool, index_dir: Path | None) -> None:
+    """List the passages that best match QUESTION."""
+    result = _open(index_dir).search(question, k, mode)  # type: ignore[arg-type]
+    _print_result(result, as_json, with_answer=False)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@index_option
+def info(as_json: bool, index_dir: Path | None) -> None:
+    """Show what the index holds: model, counts, when it was built."""
+    from indexer.store import read_stats
+
+    data = read_stats(_settings(index=index_dir).index).to_dict()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in data.items():
+        table.add_row(f"[bold]{key}[/]", escape(str(value)))
+    console.print(table)
+
+
+@main.command()
+@index_option
+@click.option("--host", help="Address to listen on (default: PARACITE_HOST or 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default: PARACITE_PORT or 8000).")
+def serve(index_dir: Path | None, host: str | None, port: int | None) -> None:
+    """Serve the web pages, the JSON API and the widget for an existing index."""
+    import uvicorn
+
+    from server.app import create_app
+
+    settings = _settings(index=index_dir, host=host, port=port)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+
+
+def _open(index_dir: Path | None) -> Searcher:
+    settings = _settings(index=index_dir)
+    return Searcher.open(settings.index, answer_threshold=settings.answer_threshold)
+
+
+def _print_result(result: AskResult, as_json: bool, with_answer: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return
+    if with_answer:
+        if result.answer:
+            a = result.answer
+            console.print(f"[bold]{escape(a.text)}[/] [cyan][{a.passage}][/]")
+            console.print(f"[dim]— {escape(a.title)}, ¶{a.paragraph}[/]\n")
+        else:
+            console.print(f"[yellow]{escape(result.no_answer_reason or '')}[/]\n")
+    if not result.hits:
+        console.print("[dim]No passages.[/]")
+    for hit in result.hits:
+        p = hit.passage
+        where = f"¶{p.paragraph}" + (f" ({escape(p.section)})" if p.section else "")
+        page = f", page {p.page}" if p.page else ""
+        console.print(
+            f"[cyan][{hit.rank}][/] [bold]{escape(p.title)}[/] — {where}{page} "
+            f"[dim]{escape(p.doc_id)} · score {hit.score:.3f}[/]"
+        )
+        console.print(_highlight(p.text, hit), highlight=False)
+        console.print()
+    console.print(f"[dim]{result.took_ms:.1f} ms[/]")
+
+
+def _highlight(text: str, hit: Any) -> str:
+    sentence = hit.best_sentence
+    if sentence is None:
+        return "    " + escape(text)
+    return (
+        "    "
+        + escape(text[: sentence.start])
+        + "[bold green]"
+        + escape(text[sentence.start : sentence.end])
+        + "[/]"
+        + escape(text[sentence.end :])
+    )
+
+
+def _print_report(report: IndexReport, index_dir: Path) -> None:
+    if report.up_to_date:
+        console.print(
+            f"[green]Index is up to date[/] ({report.count('unchanged')} files unchanged)"
+        )
+        return
+    for file in report.files:
+        if file.status == "skipped":
+            console.print(f"[yellow]skipped[/] {escape(file.path)}: {escape(file.reason)}")
+        elif file.reason:
+            console.print(f"[yellow]warning[/] {escape(file.path)}: {escape(file.reason)}")
+    counts = ", ".join(
+        f"{report.count(status)} {status}"
+        for status in ("added", "updated", "unchanged", "removed", "skipped")
+        if report.count(status)
+    )
+    console.print(
+        f"[green]Indexed[/] into {escape(str(index_dir))}: {counts or 'no files'}; "
+        f"{report.embedded} texts embedded, {report.reused_embeddings} reused; "
+        f"{report.seconds:.1f} s"
+    )
+
+
+class _ProgressBars:
+    """Rich progress bars behind the indexer's Progress protocol."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bars = Progress(
+            TextColumn("{task.description:<14}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=errors,
+            transient=False,
+        )
+        self._task: Any = None
+        self._advance: Callable[[int], None] = lambda amount: None
+
+    def __enter__(self) -> _ProgressBars:
+        if self.enabled:
+            self._bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self._bars.stop()
+
+    def start(self, description: str, total: int) -> None:
+        if self.enabled:
+            self._task = self._bars.add_task(description, total=total)
+
+    def advance(self, amount: int = 1) -> None:
+        if self.enabled and self._task is not None:
+            self._bars.advance(self._task, amount)

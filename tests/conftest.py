@@ -1,0 +1,57 @@
+"""Shared fixtures: the real bundled model, loaded once, and an index of the seeds."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from indexer.build import build_index
+from indexer.embedding import Embedder, load_embedder
+from indexer.retrieval import Searcher
+from indexer.settings import DEFAULT_MODEL, Settings
+
+SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The bundled all-MiniLM-L6-v2, loaded offline once for the whole run."""
+    return load_embedder(DEFAULT_MODEL, "torch")
+
+
+@pytest.fixture(scope="session")
+def seeds_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("seeds")
+    for path in SEEDS.iterdir():
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def seed_index(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, seeds_copy: Path
+) -> Path:
+    """An index of the seed documents (do not modify it; build your own for write tests)."""
+    index_dir = tmp_path_factory.mktemp("index") / "idx"
+    build_index(seeds_copy, Settings(index=index_dir), embedder=embedder)
+    return index_dir
+
+
+@pytest.fixture(scope="session")
+def searcher(seed_index: Path, embedder: Embedder) -> Iterator[Searcher]:
+    opened = Searcher.open(seed_index, embedder)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Settings pointing at a fresh index folder inside the test's tmp_path."""
+
+    def make(**overrides: object) -> Settings:
+        return Settings(index=tmp_path / "index").with_overrides(**overrides)
+
+    return make
