@@ -30,7 +30,7 @@ class ParaciteGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ParaciteError as error:
-            errors.print(f"[bold red]error:[/] {escape(str(error))}")
+            errors.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
             sys.exit(1)
         except KeyboardInterrupt:
             errors.print("[yellow]interrupted[/]; the previous index is untouched")
@@ -244,3 +244,7 @@ class _ProgressBars:
     def advance(self, amount: int = 1) -> None:
         if self.enabled and self._task is not None:
             self._bars.advance(self._task, amount)
+
+
+if __name__ == "__main__":
+    main()

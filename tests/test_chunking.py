@@ -1,0 +1,91 @@
+"""Chunking: paragraph numbers, sections, windows of long paragraphs, sentence spans."""
+
+from __future__ import annotations
+
+from indexer.chunking import ChunkingOptions, chunk_document, estimate_tokens
+from indexer.models import Block, Document
+from indexer.text import split_sentences
+
+
+def _document(parts: list[tuple[str, str]]) -> Document:
+    """A document whose source is the parts joined by blank lines."""
+    source, blocks, at = "", [], 0
+    for kind, text in parts:
+        if source:
+            source += "\n\n"
+            at += 2
+        source += text
+        blocks.append(Block(kind, text, at, at + len(text)))  # type: ignore[arg-type]
+        at += len(text)
+    return Document("doc.txt", "Doc", source, blocks, "text")
+
+
+def test_paragraphs_are_numbered_from_one_and_headings_give_sections() -> None:
+    doc = _document(
+        [
+            ("paragraph", "Opening words."),
+            ("heading", "I. First Part"),
+            ("paragraph", "Inside the first part."),
+            ("heading", "References"),
+            ("paragraph", "Smith, J. 2020. A book."),
+        ]
+    )
+    chunked = chunk_document(doc, ChunkingOptions())
+    numbered = [(p.paragraph, p.section, p.text) for p in chunked.passages]
+    assert numbered == [
+        (1, None, "Opening words."),
+        (2, "I. First Part", "Inside the first part."),
+        (3, "References", "Smith, J. 2020. A book."),
+    ]
+    assert [b.number for b in chunked.blocks] == [1, None, 2, None, 3]
+
+
+def test_long_paragraph_is_windowed_with_overlap_and_exact_spans() -> None:
+    sentences = [f"Sentence {i} talks about topic {i} at some length here." for i in range(40)]
+    doc = _document([("paragraph", "Short one."), ("paragraph", " ".join(sentences))])
+    chunked = chunk_document(doc, ChunkingOptions(max_tokens=60, overlap=1))
+    windows = [p for p in chunked.passages if p.paragraph == 2]
+    assert len(windows) > 3
+    assert [w.window for w in windows] == list(range(len(windows)))
+    for passage in chunked.passages:
+        assert doc.source[passage.char_start : passage.char_end] == passage.text
+        assert max(estimate_tokens([passage.text])) <= 60 + 15
+        for sentence in passage.sentences:
+            assert passage.text[sentence.start : sentence.end] == sentence.text
+            assert doc.source[sentence.char_start : sentence.char_end] == sentence.text
+    for before, after in zip(windows, windows[1:], strict=False):
+        assert before.sentences[-1].text == after.sentences[0].text  # one sentence of overlap
+    covered = {s.text for w in windows for s in w.sentences}
+    assert covered == set(sentences)
+
+
+def test_stripped_markup_spans_map_back_to_the_source() -> None:
+    source = "See [the report](http://x.org) now. It is *long*."
+    text = "See the report now. It is long."
+    offsets = []
+    j = 0
+    for ch in text:
+        j = source.index(ch, j)
+        offsets.append(j)
+        j += 1
+    doc = Document(
+        "m.md", "M", source, [Block("paragraph", text, 0, len(source), tuple(offsets))], "markdown"
+    )
+    passage = chunk_document(doc, ChunkingOptions()).passages[0]
+    assert passage.text == text
+    second = passage.sentences[1]
+    assert second.text == "It is long."
+    assert source[second.char_start : second.char_end] == "It is *long*."
+
+
+def test_sentence_splitter_keeps_abbreviations_inside() -> None:
+    text = (
+        "The U.S. stance changed under Dr. Kim, e.g. in talks. "
+        "On July 23, 2024, North Korea issued a statement. It was short."
+    )
+    sentences = [text[a:b] for a, b in split_sentences(text)]
+    assert sentences == [
+        "The U.S. stance changed under Dr. Kim, e.g. in talks.",
+        "On July 23, 2024, North Korea issued a statement.",
+        "It was short.",
+    ]

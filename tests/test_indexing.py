@@ -1,0 +1,291 @@
+"""Indexing runs: seeds, spans, incremental updates, atomicity, locking, model checks, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from indexer.build import build_index
+from indexer.embedding import Embedder
+from indexer.errors import IndexBusy, IndexCorrupt, IndexNotFound, ModelMismatch
+from indexer.retrieval import Searcher
+from indexer.settings import Settings
+from indexer.store import current_generation, writer_lock
+
+PLAIN_SEED = "004_fc6fad951788ea23.txt"
+MARKDOWN_SEED = "000_230d891a6c421cf7.txt"
+
+
+def _is_subsequence(text: str, source: str) -> bool:
+    letters = iter(source)
+    return all(ch in letters for ch in text)
+
+
+def _passages(searcher: Searcher, doc_id: str) -> list[dict]:
+    return [
+        hit.to_dict()
+        for hit in searcher.search("North Korea", k=50).hits
+        if hit.passage.doc_id == doc_id
+    ]
+
+
+def test_every_seed_passage_and_sentence_points_at_its_source(searcher: Searcher) -> None:
+    for info in searcher.documents():
+        view = searcher.document(info.doc_id)
+        paragraphs = [b for b in view.blocks if b.kind == "paragraph"]
+        assert [b.number for b in paragraphs] == list(range(1, len(paragraphs) + 1))
+        for block in paragraphs:
+            raw = view.source[block.char_start : block.char_end]
+            if info.doc_id == PLAIN_SEED:
+                assert raw == block.text
+            else:
+                assert _is_subsequence(block.text, raw)
+    for doc_id in (PLAIN_SEED, MARKDOWN_SEED):
+        source = searcher.document(doc_id).source
+        result = searcher.search("Kim Jong Un Trump United States nuclear", k=50)
+        for hit in (h for h in result.hits if h.passage.doc_id == doc_id):
+            p = hit.passage
+            raw = source[p.char_start : p.char_end]
+            assert raw == p.text if doc_id == PLAIN_SEED else _is_subsequence(p.text, raw)
+            for s in p.sentences:
+                assert p.text[s.start : s.end] == s.text
+                assert p.char_start <= s.char_start < s.char_end <= p.char_end
+                assert _is_subsequence(s.text, source[s.char_start : s.char_end])
+
+
+def test_seed_paragraph_numbers_and_sections(searcher: Searcher) -> None:
+    plain = searcher.document(PLAIN_SEED)
+    headings = [b.text for b in plain.blocks if b.kind == "heading"]
+    assert headings == [
+        "I. North Korea's Perception and Response to U.S. Policy under Trump",
+        "II. Prospects for Kim Jong Un's Policy toward Trump",
+        "III. Conclusion",
+        "References",
+    ]
+    by_number = {b.number: b for b in plain.blocks if b.kind == "paragraph"}
+    assert by_number[1].text.startswith("Hyeong Jung Park, Emeritus Research Fellow")
+    assert by_number[1].section is None
+    fifty_four = next(b for b in by_number.values() if "54 documents" in b.text)
+    assert fifty_four.section == headings[0]
+    assert fifty_four.number == 6
+
+    markdown = searcher.document(MARKDOWN_SEED)
+    assert markdown.info.title == "Will Trump’s ‘tough love’ on Kim yield results or backfire?"
+    assert markdown.info.metadata["date"] == "2025-02-13 04:31:13"
+    first = next(b for b in markdown.blocks if b.kind == "paragraph")
+    assert first.number == 1 and first.text.startswith("As President Trump begins")
+    assert "](" not in first.text and "acknowledgment of North Korea as a" in first.text
+    assert not any("---" in b.text or "sidebar" in b.text for b in markdown.blocks)
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_incremental_add_change_delete_and_rebuild(
+    tmp_path: Path, embedder: Embedder, make_settings
+) -> None:
+    docs = tmp_path / "docs"
+    _write(docs, "a.txt", "Apples grow on trees in orchards.\n\nThey are harvested in autumn.")
+    _write(docs, "b.md", "# Boats\n\nBoats float on water because of buoyancy.")
+    settings: Settings = make_settings()
+
+    first = build_index(docs, settings, embedder=embedder)
+    assert first.count("added") == 2 and first.embedded > 0
+
+    again = build_index(docs, settings, embedder=embedder)
+    assert again.up_to_date and again.embedded == 0
+
+    _write(docs, "a.txt", "Apples grow on trees in orchards.\n\nPears ripen after picking.")
+    _write(docs, "c.txt", "Cats sleep for most of the day.")
+    (docs / "b.md").unlink()
+    changed = build_index(docs, settings, embedder=embedder)
+    statuses = {f.path: f.status for f in changed.files}
+    assert statuses == {"a.txt": "updated", "c.txt": "added", "b.md": "removed"}
+    # Only the edited paragraph and the new file are embedded (passage + its one sentence each).
+    assert changed.embedded == 4
+
+    searcher = Searcher.open(settings.index, embedder)
+    assert {d.doc_id for d in searcher.documents()} == {"a.txt", "c.txt"}
+    top = searcher.search("When do pears ripen?", k=1).hits[0]
+    assert (top.passage.doc_id, top.passage.paragraph) == ("a.txt", 2)
+    assert all(h.passage.doc_id != "b.md" for h in searcher.search("boats buoyancy", k=5).hits)
+    searcher.close()
+
+    rebuilt = build_index(docs, settings, rebuild=True, embedder=embedder)
+    assert rebuilt.count("added") == 2 and rebuilt.embedded == 0  # cache still serves vectors
+
+
+def test_touching_a_file_without_changing_it_embeds_nothing(
+    tmp_path: Path, embedder: Embedder, make_settings
+) -> None:
+    docs = tmp_path / "docs"
+    path = _write(docs, "a.txt", "Some stable text.")
+    settings = make_settings()
+    build_index(docs, settings, embedder=embedder)
+    os.utime(path, ns=(time.time_ns(), time.time_ns()))
+    report = build_index(docs, settings, embedder=embedder)
+    assert report.embedded == 0 and report.count("unchanged") == 1
+
+
+def test_bad_files_are_reported_and_skipped_while_the_rest_is_indexed(
+    tmp_path: Path, embedder: Embedder, make_settings
+) -> None:
+    docs = tmp_path / "docs"
+    _write(docs, "good.txt", "The good file talks about lighthouses on rocky coasts.")
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "blank.md").write_text("   \n\n  \n")
+    (docs / "binary.txt").write_bytes(bytes(range(256)) * 40)
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf" + os.urandom(300))
+    (docs / "broken.docx").write_bytes(b"PK\x03\x04 not a zip")
+    (docs / "latin1.txt").write_bytes("Café crème brûlée is a dessert.".encode("cp1252"))
+    (docs / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    with open(docs / "huge.txt", "wb") as handle:
+        line = b"A very long text file line that repeats many many times over.\n"
+        handle.write(line * (50 * 1024 * 1024 // len(line) + 1))
+
+    report = build_index(docs, make_settings(), embedder=embedder)
+    by_path = {f.path: f for f in report.files}
+    assert by_path["good.txt"].status == "added"
+    assert by_path["latin1.txt"].status == "added"
+    assert "UTF-8" in by_path["latin1.txt"].reason
+    for name in ("empty.txt", "blank.md", "binary.txt", "broken.pdf", "broken.docx", "huge.txt"):
+        assert by_path[name].status == "skipped", name
+        assert by_path[name].reason, name
+    assert "MB" in by_path["huge.txt"].reason
+    assert "unsupported" in by_path["image.png"].reason
+
+
+def test_a_file_deleted_mid_run_is_reported(
+    tmp_path: Path, embedder: Embedder, make_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import indexer.build as build
+
+    docs = tmp_path / "docs"
+    _write(docs, "stays.txt", "This file stays put.")
+    ghost = _write(docs, "ghost.txt", "This file vanishes.")
+    discover = build.discover_files
+
+    def discover_then_delete(root: Path, exclude: list[Path]) -> list[Path]:
+        files = discover(root, exclude)
+        ghost.unlink()
+        return files
+
+    monkeypatch.setattr(build, "discover_files", discover_then_delete)
+    report = build_index(docs, make_settings(), embedder=embedder)
+    by_path = {f.path: f for f in report.files}
+    assert by_path["stays.txt"].status == "added"
+    assert by_path["ghost.txt"].status == "skipped"
+    assert "disappeared" in by_path["ghost.txt"].reason
+
+
+def test_second_indexing_run_is_refused_while_one_holds_the_lock(
+    tmp_path: Path, embedder: Embedder, make_settings
+) -> None:
+    docs = tmp_path / "docs"
+    _write(docs, "a.txt", "Text.")
+    settings = make_settings()
+    with writer_lock(settings.index.resolve()):
+        with pytest.raises(IndexBusy, match="another indexing run"):
+            build_index(docs, settings, embedder=embedder)
+
+
+def test_index_built_with_another_model_or_format_is_refused(
+    tmp_path: Path, embedder: Embedder, make_settings
+) -> None:
+    docs = tmp_path / "docs"
+    _write(docs, "a.txt", "Text about models.")
+    settings = make_settings()
+    build_index(docs, settings, embedder=embedder)
+    manifest_path = current_generation(settings.index) / "manifest.json"  # type: ignore[operator]
+    manifest = json.loads(manifest_path.read_text())
+
+    manifest_path.write_text(json.dumps({**manifest, "model": "some-other/model"}))
+    with pytest.raises(ModelMismatch, match="some-other/model"):
+        Searcher.open(settings.index, embedder)
+    with pytest.raises(ModelMismatch, match="--rebuild"):
+        build_index(docs, settings, embedder=embedder)
+
+    manifest_path.write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(ModelMismatch, match="format version 99"):
+        Searcher.open(settings.index, embedder)
+
+
+def test_missing_and_corrupt_index_give_clear_errors(tmp_path: Path, embedder: Embedder) -> None:
+    with pytest.raises(IndexNotFound, match="paracite index"):
+        Searcher.open(tmp_path / "nothing-here", embedder)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "CURRENT").write_text("gen-missing\n")
+    with pytest.raises(IndexCorrupt):
+        Searcher.open(broken, embedder)
+
+
+def _paracite(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    result = _paracite("ask", "anything", "--index", str(tmp_path / "none"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error: no index at")
+    assert len(result.stderr.strip().splitlines()) == 1
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "CURRENT").write_text("../../etc\n")
+    result = _paracite("info", "--index", str(corrupt))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+def test_sigkill_during_indexing_leaves_previous_index_usable(
+    tmp_path: Path, embedder: Embedder, make_settings
+) -> None:
+    docs = tmp_path / "docs"
+    _write(docs, "first.txt", "The lighthouse keeper lit the lamp every evening at dusk.")
+    settings = make_settings()
+    build_index(docs, settings, embedder=embedder)
+    before = current_generation(settings.index)
+
+    for i in range(400):
+        _write(docs, f"more/{i:03}.txt", f"Filler document {i} about topic {i}.\n\n" * 5)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "index", str(docs), "--index", str(settings.index)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not list(settings.index.glob("gen-*.tmp")) and time.monotonic() < deadline:
+        assert process.poll() is None, "indexing finished before it could be killed"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    assert current_generation(settings.index) == before
+    searcher = Searcher.open(settings.index, embedder)
+    top = searcher.search("Who lights the lamp?", k=1).hits[0]
+    assert top.passage.doc_id == "first.txt"
+    searcher.close()
+
+    report = build_index(docs, settings, embedder=embedder)  # the next run picks up cleanly
+    assert report.count("added") == 400
+    assert not list(settings.index.glob("gen-*.tmp"))
+    shutil.rmtree(docs / "more")
