@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import bm25s
-
 from indexer.chunking import ChunkedDocument, ChunkingOptions, chunk_document
 from indexer.embedding import Embedder, EmbeddingCache, embed_cached, load_embedder
 from indexer.errors import ParaciteError, UnsupportedFile
@@ -29,6 +27,7 @@ from indexer.store import (
     FORMAT_VERSION,
     LEXICAL,
     PASSAGE_VECTORS,
+    SENTENCE_LEXICAL,
     SENTENCE_VECTORS,
     Manifest,
     current_generation,
@@ -37,6 +36,7 @@ from indexer.store import (
     open_meta,
     prune_generations,
     publish_generation,
+    write_lexical,
     write_vectors,
     writer_lock,
 )
@@ -270,10 +270,8 @@ def _write_generation(
     write_vectors(staged / PASSAGE_VECTORS, passage_vectors, embedder.dimension)
     write_vectors(staged / SENTENCE_VECTORS, sentence_vectors, embedder.dimension)
     progress.advance()
-    if passages:
-        lexical = bm25s.BM25()
-        lexical.index([lexical_terms(lexical_text(p)) for p in passages], show_progress=False)
-        lexical.save(str(staged / LEXICAL), show_progress=False)
+    write_lexical(staged / LEXICAL, [lexical_terms(lexical_text(p)) for p in passages])
+    write_lexical(staged / SENTENCE_LEXICAL, [lexical_terms(s.text) for s in sentences])
     progress.advance()
     Manifest(
         format_version=FORMAT_VERSION,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -61,7 +62,34 @@ def chunk_document(
         passages.extend(
             _paragraph_passages(document, block, number, section, options, count_tokens)
         )
+    note = find_author_note(blocks)
+    if note:
+        document.metadata.setdefault("author", note[0])
+        document.metadata["author_paragraph"] = note[1]
     return ChunkedDocument(document, blocks, passages)
+
+
+_NAME = r"[A-Z][\w'’.-]+(?:\s+[A-Z][\w'’.-]+){1,3}"
+_AUTHOR_NOTE = re.compile(rf"^[\W_]*(?P<name>{_NAME})\s+(?:is|was)\s+(?:a|an|the)?\s*\w")
+_BYLINE = re.compile(rf"^[\W_]*By\s+(?P<name>{_NAME})[\W_]*$")
+
+
+def find_author_note(blocks: Sequence[DocumentBlock]) -> tuple[str, int] | None:
+    """The author and the paragraph naming them.
+
+    Either a "By NAME" line near the top, or a short "NAME is a ..." note near the end:
+    the usual shapes of an article's byline and author note.
+    """
+    paragraphs = [b for b in blocks if b.kind == "paragraph" and b.number is not None]
+    for block in paragraphs[:3]:
+        match = _BYLINE.match(block.text.strip())
+        if match and block.number is not None:
+            return match.group("name"), block.number
+    for block in reversed(paragraphs[-4:]):
+        match = _AUTHOR_NOTE.match(block.text.strip())
+        if match and len(block.text.split()) <= 60 and block.number is not None:
+            return match.group("name"), block.number
+    return None
 
 
 def _paragraph_passages(

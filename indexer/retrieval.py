@@ -7,13 +7,19 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import bm25s
 import numpy as np
 
+from indexer.answer import (
+    expected_answer_type,
+    has_new_answer_of_type,
+    is_authorship_question,
+    sentence_score,
+)
 from indexer.chunking import ChunkedDocument
 from indexer.embedding import Embedder, load_embedder
 from indexer.errors import DocumentNotFound, IndexCorrupt, InvalidQuery, ModelMismatch
@@ -33,9 +39,11 @@ from indexer.models import (
 from indexer.store import (
     LEXICAL,
     PASSAGE_VECTORS,
+    SENTENCE_LEXICAL,
     SENTENCE_VECTORS,
     Manifest,
     open_meta,
+    read_lexical,
     read_stats,
     read_vectors,
     require_generation,
@@ -51,11 +59,24 @@ MAX_K = 50
 
 @dataclass(frozen=True, slots=True)
 class FusionWeights:
-    """How the three signals are combined into one passage score."""
+    """How the signals are combined into one passage score (measured on SQuAD part A).
 
-    passage: float = 0.3
-    sentence: float = 0.4
-    lexical: float = 0.3
+    A passage scores by its own embedding, its best sentence (embedding plus that
+    sentence's BM25), and its BM25 over title + section + text. BM25 scores are divided
+    by the query's best BM25 score so that they sit on the same 0..1 scale as cosines.
+    """
+
+    passage: float = 0.4
+    sentence: float = 0.3
+    lexical: float = 0.2
+    sentence_lexical: float = 0.3
+
+
+@dataclass(frozen=True, slots=True)
+class _Scores:
+    fused: np.ndarray  # per passage
+    sentence_dense: np.ndarray  # per sentence, cosine
+    sentence_lexical: np.ndarray  # per sentence, BM25 normalised by the query's best
 
 
 def validate_query(query: str, k: int) -> str:
@@ -118,14 +139,27 @@ class Searcher:
             self._sentence_passage
         ):
             raise IndexCorrupt(f"index at {generation} is inconsistent: vector counts differ")
-        self._lexical: bm25s.BM25 | None = None
-        if (generation / LEXICAL).is_dir():
-            try:
-                self._lexical = bm25s.BM25.load(str(generation / LEXICAL), show_progress=False)
-            except (OSError, ValueError) as error:
-                raise IndexCorrupt(
-                    f"lexical index at {generation} is unreadable: {error}"
-                ) from error
+        self._doc_first_passage, self._author_passage = self._read_documents_layout()
+        self._lexical = read_lexical(generation / LEXICAL)
+        self._sentence_lexical = read_lexical(generation / SENTENCE_LEXICAL)
+
+    def _read_documents_layout(self) -> tuple[np.ndarray, dict[int, int]]:
+        """Where each document's passages start, and each document's author-note passage."""
+        rows = self._db.execute(
+            "SELECT d.doc_id, d.metadata, MIN(p.id) FROM documents d "
+            "JOIN passages p USING (doc_id) GROUP BY d.doc_id ORDER BY MIN(p.id)"
+        ).fetchall()
+        author_passage: dict[int, int] = {}
+        for position, (doc_id, metadata, _) in enumerate(rows):
+            number = json.loads(metadata).get("author_paragraph")
+            if number is not None:
+                found = self._db.execute(
+                    "SELECT MIN(id) FROM passages WHERE doc_id = ? AND paragraph = ?",
+                    (doc_id, number),
+                ).fetchone()
+                if found and found[0] is not None:
+                    author_passage[position] = int(found[0])
+        return np.array([r[2] for r in rows], dtype=np.int64), author_passage
 
     @classmethod
     def open(cls, index_dir: Path, embedder: Embedder | None = None, **options: object) -> Searcher:
@@ -149,77 +183,69 @@ class Searcher:
         question = validate_query(query, k)
         if mode not in MODES:
             raise InvalidQuery(f"mode must be one of {', '.join(MODES)}")
-        scored = self._score(question, mode)
-        if scored is None:
+        if len(self._passage_vectors) == 0:
             reason = NO_ANSWER_MESSAGE if want_answer else None
             return AskResult(question, None, reason, [], _ms(started))
-        fused, dense_sentences, terms = scored
-        top = _top_k(fused, k)
+        scores = self._score(question, mode)
+        author_passage = self._author_of_best_document(question, scores.fused)
+        if author_passage is not None:
+            # "Who wrote ...?" is answered by the author note of the document asked about.
+            scores.fused[author_passage] = scores.fused.max() + 1e-4
+        answer_type = expected_answer_type(question)
         hits = []
-        for rank, passage_id in enumerate(top, start=1):
+        relevant = False
+        for rank, passage_id in enumerate(_top_k(scores.fused, k), start=1):
             passage = self._passage(int(passage_id))
-            best, best_score = self._best_sentence(
-                int(passage_id), passage, dense_sentences, terms, float(fused[passage_id])
-            )
-            answering = best if best_score >= self.answer_threshold else None
-            hits.append(Hit(rank, float(fused[passage_id]), passage, answering, best_score))
-        answer = None
-        if want_answer:
-            answer = _choose_answer(hits, self.answer_threshold)
+            passage_score = float(scores.fused[passage_id])
+            first = int(self._first_sentence[passage_id])
+            best, best_score = None, float("-inf")
+            for offset, sentence in enumerate(passage.sentences):
+                dense = float(scores.sentence_dense[first + offset])
+                relevant = relevant or dense >= self.answer_threshold
+                score = sentence_score(
+                    dense,
+                    float(scores.sentence_lexical[first + offset]),
+                    passage_score,
+                    answer_type is not None
+                    and has_new_answer_of_type(answer_type, sentence.text, question),
+                )
+                if score > best_score:
+                    best, best_score = sentence, score
+            hits.append(Hit(rank, passage_score, passage, best, best_score))
+        if not relevant:
+            # Nothing is close enough to the question: no sentence is offered as an answer.
+            hits = [replace(hit, best_sentence=None) for hit in hits]
+        answer = _choose_answer(hits, prefer_first=author_passage is not None) if want_answer else None
         reason = NO_ANSWER_MESSAGE if want_answer and answer is None else None
         return AskResult(question, answer, reason, hits, _ms(started))
 
-    def _score(self, question: str, mode: Mode) -> tuple[np.ndarray, np.ndarray, set[str]] | None:
-        passages = len(self._passage_vectors)
-        if passages == 0:
+    def _author_of_best_document(self, question: str, fused: np.ndarray) -> int | None:
+        if not self._author_passage or not is_authorship_question(question):
             return None
-        terms = set(lexical_terms(question))
+        best_document = int(np.argmax(np.maximum.reduceat(fused, self._doc_first_passage)))
+        return self._author_passage.get(best_document)
+
+    def _score(self, question: str, mode: Mode) -> _Scores:
+        terms = list(set(lexical_terms(question)))
         query_vector = self.embedder.embed_query(question)
         dense_passages = self._passage_vectors @ query_vector
         dense_sentences = self._sentence_vectors @ query_vector
-        best_sentence = np.maximum.reduceat(dense_sentences, self._first_sentence)
-        lexical = self._lexical_scores(list(terms), passages)
-        top_lexical = float(lexical.max())
-        lexical_norm = lexical / top_lexical if top_lexical > 0 else lexical
+        lexical = _normalised(_bm25(self._lexical, terms, len(dense_passages)))
+        sentence_lexical = _normalised(_bm25(self._sentence_lexical, terms, len(dense_sentences)))
         w = self.weights
         if mode == "bm25":
-            fused = lexical_norm
+            fused = lexical
         elif mode == "dense":
-            fused = (w.passage * dense_passages + w.sentence * best_sentence) / (
+            best_dense = np.maximum.reduceat(dense_sentences, self._first_sentence)
+            fused = (w.passage * dense_passages + w.sentence * best_dense) / (
                 w.passage + w.sentence
             )
         else:
-            fused = (
-                w.passage * dense_passages + w.sentence * best_sentence + w.lexical * lexical_norm
+            best_sentence = np.maximum.reduceat(
+                dense_sentences + w.sentence_lexical * sentence_lexical, self._first_sentence
             )
-        return fused.astype(np.float32), dense_sentences, terms
-
-    def _lexical_scores(self, terms: list[str], passages: int) -> np.ndarray:
-        if self._lexical is None:
-            return np.zeros(passages, dtype=np.float32)
-        known = [term for term in terms if term in self._lexical.vocab_dict]
-        if not known:
-            return np.zeros(passages, dtype=np.float32)
-        return np.asarray(self._lexical.get_scores(known), dtype=np.float32)
-
-    def _best_sentence(
-        self,
-        passage_id: int,
-        passage: Passage,
-        dense_sentences: np.ndarray,
-        terms: set[str],
-        passage_score: float,
-    ) -> tuple[Sentence | None, float]:
-        first = int(self._first_sentence[passage_id])
-        best: Sentence | None = None
-        best_score = -1.0
-        for offset, sentence in enumerate(passage.sentences):
-            similarity = float(dense_sentences[first + offset])
-            overlap = _term_overlap(terms, sentence.text)
-            score = 0.55 * similarity + 0.3 * overlap + 0.15 * passage_score
-            if score > best_score:
-                best, best_score = sentence, score
-        return best, best_score
+            fused = w.passage * dense_passages + w.sentence * best_sentence + w.lexical * lexical
+        return _Scores(fused.astype(np.float32), dense_sentences, sentence_lexical)
 
     # -- documents ---------------------------------------------------------------------------
 
@@ -324,20 +350,28 @@ def read_chunked_documents(
         yield ChunkedDocument(document, _read_blocks(db, doc_id), passages)
 
 
-def _term_overlap(terms: set[str], text: str) -> float:
-    if not terms:
-        return 0.0
-    return len(terms & set(lexical_terms(text))) / len(terms)
+def _bm25(index: bm25s.BM25 | None, terms: list[str], size: int) -> np.ndarray:
+    known = [term for term in terms if index is not None and term in index.vocab_dict]
+    if index is None or not known:
+        return np.zeros(size, dtype=np.float32)
+    return np.asarray(index.get_scores(known), dtype=np.float32)
 
 
-def _choose_answer(hits: list[Hit], threshold: float) -> Answer | None:
+def _normalised(scores: np.ndarray) -> np.ndarray:
+    top = float(scores.max()) if len(scores) else 0.0
+    return scores / top if top > 0 else scores
+
+
+def _choose_answer(hits: list[Hit], prefer_first: bool = False) -> Answer | None:
+    """The best-scoring answer sentence among the hits, or the first hit's when preferred."""
     candidates = [hit for hit in hits if hit.best_sentence is not None]
     if not candidates:
         return None
     hit = max(candidates, key=lambda h: h.sentence_score)
-    if hit.sentence_score < threshold or hit.best_sentence is None:
-        return None
+    if prefer_first and candidates[0].rank == 1:
+        hit = candidates[0]
     sentence = hit.best_sentence
+    assert sentence is not None
     p = hit.passage
     return Answer(
         text=sentence.text,

@@ -37,7 +37,10 @@ class Settings(BaseSettings):
     )
     answer_threshold: float = Field(
         0.35,
-        description="Minimum answer score; below it the answer is 'nothing answers this'.",
+        description=(
+            "Minimum cosine similarity between the question and a sentence of the top "
+            "passages; below it, the answer is 'Nothing in the indexed documents answers this.'"
+        ),
     )
     host: str = Field("127.0.0.1", description="Address `paracite serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `paracite serve` listens on.")

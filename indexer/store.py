@@ -11,6 +11,7 @@ Layout of an index folder::
         passages.faiss      one vector per passage (row = passage id)
         sentences.faiss     one vector per sentence (row = sentence id)
         lexical/            bm25s index over title + section + passage text
+        lexical-sentences/  bm25s index over each sentence
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import bm25s
 import faiss
 import numpy as np
 
@@ -41,6 +43,7 @@ META = "meta.sqlite"
 PASSAGE_VECTORS = "passages.faiss"
 SENTENCE_VECTORS = "sentences.faiss"
 LEXICAL = "lexical"
+SENTENCE_LEXICAL = "lexical-sentences"
 CURRENT = "CURRENT"
 
 SCHEMA = """
@@ -251,6 +254,23 @@ def vectors_of(index: faiss.Index) -> np.ndarray:
     if index.ntotal == 0:
         return np.zeros((0, index.d), dtype=np.float32)
     return np.asarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
+
+
+def write_lexical(path: Path, documents: list[list[str]]) -> None:
+    """A BM25 index over pre-analysed terms (nothing is written for an empty collection)."""
+    if documents:
+        lexical = bm25s.BM25()
+        lexical.index(documents, show_progress=False)
+        lexical.save(str(path), show_progress=False)
+
+
+def read_lexical(path: Path) -> bm25s.BM25 | None:
+    if not path.is_dir():
+        return None
+    try:
+        return bm25s.BM25.load(str(path), show_progress=False)
+    except (OSError, ValueError) as error:
+        raise IndexCorrupt(f"lexical index {path.name} is unreadable: {error}") from error
 
 
 def _fsync_tree(root: Path) -> None:
