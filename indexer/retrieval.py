@@ -44,7 +44,6 @@ from indexer.store import (
     Manifest,
     open_meta,
     read_lexical,
-    read_stats,
     read_vectors,
     require_generation,
     vectors_of,
@@ -215,7 +214,9 @@ class Searcher:
         if not relevant:
             # Nothing is close enough to the question: no sentence is offered as an answer.
             hits = [replace(hit, best_sentence=None) for hit in hits]
-        answer = _choose_answer(hits, prefer_first=author_passage is not None) if want_answer else None
+        answer = (
+            _choose_answer(hits, prefer_first=author_passage is not None) if want_answer else None
+        )
         reason = NO_ANSWER_MESSAGE if want_answer and answer is None else None
         return AskResult(question, answer, reason, hits, _ms(started))
 
@@ -250,7 +251,7 @@ class Searcher:
     # -- documents ---------------------------------------------------------------------------
 
     def stats(self) -> IndexStats:
-        return read_stats(self.index_dir)
+        return self.manifest.stats(self.index_dir)
 
     def documents(self) -> list[DocumentInfo]:
         with self._lock:

@@ -98,6 +98,20 @@ class Manifest:
     def write(self, generation: Path) -> None:
         (generation / MANIFEST).write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
 
+    def stats(self, index_dir: Path) -> IndexStats:
+        return IndexStats(
+            path=str(index_dir.resolve()),
+            model=self.model,
+            backend=self.backend,
+            dimension=self.dimension,
+            documents=self.documents,
+            passages=self.passages,
+            sentences=self.sentences,
+            built_at=self.built_at,
+            format_version=self.format_version,
+            chunking=self.chunking,
+        )
+
     def check_compatible(self, model: str | None = None, backend: str | None = None) -> None:
         if self.format_version != FORMAT_VERSION:
             raise ModelMismatch(
@@ -116,18 +130,7 @@ def read_stats(index_dir: Path) -> IndexStats:
     """What the live generation holds, read from its manifest alone (no model is loaded)."""
     manifest = Manifest.read(require_generation(index_dir))
     manifest.check_compatible()
-    return IndexStats(
-        path=str(index_dir.resolve()),
-        model=manifest.model,
-        backend=manifest.backend,
-        dimension=manifest.dimension,
-        documents=manifest.documents,
-        passages=manifest.passages,
-        sentences=manifest.sentences,
-        built_at=manifest.built_at,
-        format_version=manifest.format_version,
-        chunking=manifest.chunking,
-    )
+    return manifest.stats(index_dir)
 
 
 def now_iso() -> str:
