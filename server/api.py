@@ -1,0 +1,75 @@
+"""The JSON API: /api/ask, /api/search, /api/documents and /healthz. Read-only."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+
+from indexer.retrieval import MAX_K, MAX_QUERY_CHARS, Mode, Searcher
+from server.deps import get_searcher
+from server.views import document_info_to_dict, document_to_dict, result_to_dict
+
+router = APIRouter()
+SearcherDep = Annotated[Searcher, Depends(get_searcher)]
+
+# Bounds are enforced by indexer.retrieval.validate_query (one place); these only describe them.
+QUESTION_HELP = f"The question (1 to {MAX_QUERY_CHARS} characters)."
+K_HELP = f"How many passages to return (1 to {MAX_K})."
+MODE_HELP = "hybrid (dense + lexical, the default), dense or bm25."
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {"description": 'Bad input: `{"error": {"status": 422, "message": "..."}}`'},
+    503: {"description": "The index cannot be read."},
+}
+
+
+class AskRequest(BaseModel):
+    """The body of POST /api/ask."""
+
+    q: str = Field(description=QUESTION_HELP)
+    k: int = Field(5, description=K_HELP)
+    mode: Mode = Field("hybrid", description=MODE_HELP)
+
+
+Question = Annotated[str, Query(description=QUESTION_HELP)]
+K = Annotated[int, Query(description=K_HELP)]
+ModeQuery = Annotated[Mode, Query(description=MODE_HELP)]
+
+
+@router.get("/api/ask", tags=["questions"], responses=ERROR_RESPONSES)
+def ask_get(searcher: SearcherDep, q: Question = "", k: K = 5, mode: ModeQuery = "hybrid") -> Any:
+    """Answer a question: the best sentence, cited to its passage, and the passages."""
+    return result_to_dict(searcher.ask(q, k, mode))
+
+
+@router.post("/api/ask", tags=["questions"], responses=ERROR_RESPONSES)
+def ask_post(searcher: SearcherDep, body: AskRequest) -> Any:
+    """Same as GET /api/ask, with the question in a JSON body `{"q": ..., "k": ...}`."""
+    return result_to_dict(searcher.ask(body.q, body.k, body.mode))
+
+
+@router.get("/api/search", tags=["questions"], responses=ERROR_RESPONSES)
+def search(searcher: SearcherDep, q: Question = "", k: K = 5, mode: ModeQuery = "hybrid") -> Any:
+    """The passages that best match a question, without choosing an answer."""
+    return result_to_dict(searcher.search(q, k, mode))
+
+
+@router.get("/api/documents", tags=["documents"])
+def documents(searcher: SearcherDep) -> Any:
+    """Every indexed document: id, title, format, paragraph count and metadata."""
+    return {"documents": [document_info_to_dict(info) for info in searcher.documents()]}
+
+
+@router.get("/api/documents/{doc_id:path}", tags=["documents"], responses={404: {}})
+def document(searcher: SearcherDep, doc_id: str) -> Any:
+    """One document: every block (paragraphs numbered) with its section, page and span."""
+    return document_to_dict(searcher.document(doc_id))
+
+
+@router.get("/healthz", tags=["health"], responses={503: {}})
+def healthz(searcher: SearcherDep) -> Any:
+    """ok, and what the index holds: documents, passages, model, when it was built."""
+    stats = searcher.stats().to_dict()
+    stats.pop("path", None)  # where the index sits on disk is nobody else's business
+    return {"status": "ok", **stats}

@@ -1,0 +1,105 @@
+"""The one place where errors become HTTP responses: JSON under /api, an HTML page elsewhere.
+
+Every error body has the same shape, `{"error": {"status": 422, "message": "..."}}`, and no
+error ever sends a stack trace to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from indexer.errors import (
+    DocumentNotFound,
+    IndexBusy,
+    IndexCorrupt,
+    IndexNotFound,
+    InvalidQuery,
+    ModelMismatch,
+    ModelUnavailable,
+    ParaciteError,
+)
+from server.deps import get_templates
+
+log = logging.getLogger("uvicorn.error")
+
+STATUS_OF: dict[type[ParaciteError], int] = {
+    InvalidQuery: 422,
+    DocumentNotFound: 404,
+    IndexNotFound: 503,
+    IndexCorrupt: 503,
+    IndexBusy: 503,
+    ModelMismatch: 503,
+    ModelUnavailable: 503,
+}
+INTERNAL_ERROR = "internal error; the server log has the details"
+
+
+def wants_json(request: Request) -> bool:
+    """API and health-check clients get JSON; browsers on the pages get HTML."""
+    path = request.url.path
+    return path == "/api" or path.startswith("/api/") or path == "/healthz"
+
+
+def error_response(request: Request, status: int, message: str) -> Response:
+    """The error as JSON or as the HTML error page, depending on where it happened."""
+    if wants_json(request):
+        return JSONResponse({"error": {"status": status, "message": message}}, status)
+    return get_templates(request).TemplateResponse(
+        request,
+        "error.html",
+        {"status": status, "message": message, "query": request.query_params.get("q", "")},
+        status_code=status,
+    )
+
+
+def status_of(error: ParaciteError) -> int:
+    for kind in type(error).__mro__:
+        if kind in STATUS_OF:
+            return STATUS_OF[kind]
+    return 500
+
+
+async def _domain_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ParaciteError)
+    return error_response(request, status_of(error), str(error))
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    return error_response(request, error.status_code, str(error.detail))
+
+
+async def _validation_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    return error_response(request, 422, describe_validation(error))
+
+
+async def _unexpected_error(request: Request, error: Exception) -> Response:
+    log.exception("unexpected error on %s", request.url.path, exc_info=error)
+    return error_response(request, 500, INTERNAL_ERROR)
+
+
+def describe_validation(error: RequestValidationError) -> str:
+    """One line naming each bad field: 'k: Input should be a valid integer'."""
+    parts = []
+    for item in error.errors():
+        if item.get("type") == "json_invalid":
+            parts.append("the request body is not valid JSON")
+            continue
+        where = [str(part) for part in item.get("loc", ()) if part not in ("query", "body")]
+        field = ".".join(where) or "request"
+        parts.append(f"{field}: {item.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ParaciteError, _domain_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,121 @@
+"""The server-rendered pages: home and results, document pages, the iframe embed, widget.js."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from indexer.errors import ParaciteError
+from indexer.retrieval import Mode, Searcher
+from server.deps import get_searcher, get_templates
+from server.views import document_blocks, example_queries, parse_span, shown_metadata
+
+STATIC = Path(__file__).parent / "static"
+EXAMPLE_SOURCES = 20  # documents looked at for example questions
+
+router = APIRouter(include_in_schema=False)
+SearcherDep = Annotated[Searcher, Depends(get_searcher)]
+TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(
+    request: Request,
+    searcher: SearcherDep,
+    templates: TemplatesDep,
+    q: str | None = None,
+    k: int = 5,
+    mode: Mode = "hybrid",
+) -> Any:
+    """The search box and the collection; with `?q=` the answer and its cited passages."""
+    if not q:
+        context = {
+            "documents": searcher.documents(),
+            "examples": examples(request, searcher),
+            "json_url": "/api/documents",
+        }
+        return templates.TemplateResponse(request, "home.html", context)
+    result = searcher.ask(q, k, mode)
+    context = {
+        "result": result,
+        "query": result.query,
+        "json_url": "/api/ask?" + urlencode({"q": result.query, "k": k, "mode": mode}),
+    }
+    return templates.TemplateResponse(request, "results.html", context)
+
+
+@router.get("/doc/{doc_id:path}", response_class=HTMLResponse)
+def document(
+    request: Request,
+    searcher: SearcherDep,
+    templates: TemplatesDep,
+    doc_id: str,
+    hl: str | None = None,
+) -> Any:
+    """Every paragraph of a document, numbered and anchored; `?hl=start-end` marks a span."""
+    view = searcher.document(doc_id)
+    context = {
+        "doc": view.info,
+        "blocks": document_blocks(view, parse_span(hl)),
+        "metadata": shown_metadata(view.info.metadata),
+        "page_url": base_url(request) + "/doc/" + quote(doc_id, safe="/"),
+        "json_url": "/api/documents/" + quote(doc_id, safe="/"),
+    }
+    return templates.TemplateResponse(request, "document.html", context)
+
+
+@router.get("/embed", response_class=HTMLResponse)
+def embed(
+    request: Request,
+    searcher: SearcherDep,
+    templates: TemplatesDep,
+    q: str | None = None,
+    k: int = 3,
+) -> Any:
+    """A bare search page for an <iframe>; its links open the full document pages."""
+    result = searcher.ask(q, k) if q else None
+    context = {
+        "result": result,
+        "query": result.query if result else "",
+        "k": k,
+        "base": base_url(request),
+        "json_url": "/api/ask?" + urlencode({"q": q, "k": k}) if q else "/api/documents",
+    }
+    return templates.TemplateResponse(request, "embed.html", context)
+
+
+@router.get("/widget.js")
+def widget() -> FileResponse:
+    """The embeddable search widget (see the README for the two-line snippet)."""
+    return FileResponse(
+        STATIC / "widget.js",
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+def base_url(request: Request) -> str:
+    """This server's origin as the browser sees it, without a trailing slash."""
+    return str(request.base_url).rstrip("/")
+
+
+def examples(request: Request, searcher: Searcher) -> list[str]:
+    """Example questions drawn from the collection, worked out once and kept on the app."""
+    cached: list[str] | None = getattr(request.app.state, "examples", None)
+    if cached is not None:
+        return cached
+    titles, headings = [], []
+    for info in searcher.documents()[:EXAMPLE_SOURCES]:
+        titles.append(info.title)
+        try:
+            blocks = searcher.document(info.doc_id).blocks
+        except ParaciteError:
+            continue
+        headings += [block.text for block in blocks if block.kind == "heading"]
+    request.app.state.examples = example_queries(titles, headings)
+    return request.app.state.examples

@@ -1,0 +1,165 @@
+// paracite search widget. Paste into any page:
+//   <div data-paracite></div>
+//   <script src="http://HOST:PORT/widget.js" defer></script>
+// Optional attributes on the div: data-k="3" (passages shown), data-placeholder="...".
+// Everything renders inside a Shadow DOM, and document text only ever goes through
+// textContent, so neither the host page's CSS nor the indexed text can break out.
+(() => {
+  "use strict";
+
+  const script =
+    document.currentScript ||
+    Array.from(document.querySelectorAll("script[src]")).find((s) => /\/widget\.js(\?|$)/.test(s.src));
+  const ORIGIN = new URL(script ? script.src : location.href).origin;
+
+  const STYLE = `
+    :host { all: initial; display: block; contain: content; }
+    /* The host page's !important rules on the host element beat :host and are inherited,
+       so every inherited text property is set again on the box inside the shadow root. */
+    .box {
+      font: 15px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+      letter-spacing: normal; word-spacing: normal; text-transform: none; text-indent: 0;
+      text-shadow: none; white-space: normal; font-style: normal; font-weight: 400;
+      visibility: visible; direction: ltr; cursor: auto;
+      color: #1c2128; background: #fff; border: 1px solid #dfe3e8; border-radius: 10px;
+      padding: 12px; text-align: left; max-width: 46rem;
+    }
+    form { display: flex; gap: 8px; margin: 0; }
+    input {
+      flex: 1; min-width: 0; font: inherit; color: inherit; background: #fff; margin: 0;
+      padding: 8px 10px; border: 1px solid #b9c0ca; border-radius: 8px;
+    }
+    input:focus { outline: 2px solid #1d5bbf; outline-offset: 1px; }
+    button {
+      font: inherit; margin: 0; padding: 8px 14px; cursor: pointer;
+      color: #fff; background: #1d5bbf; border: 0; border-radius: 8px;
+    }
+    button[disabled] { opacity: 0.6; cursor: progress; }
+    a { color: #1d5bbf; text-decoration: none; }
+    a:hover { text-decoration: underline; }
+    mark { background: #fff0a3; color: inherit; border-radius: 2px; }
+    .status { color: #5d6673; font-size: 13px; margin: 8px 2px 0; }
+    .status:empty { display: none; }
+    .error { color: #a3261b; }
+    .answer { margin: 12px 0 4px; padding: 8px 12px; background: #f5f7fa; border-left: 3px solid #1d5bbf; border-radius: 6px; }
+    .answer p { margin: 0; font-size: 16px; }
+    .answer .source { color: #5d6673; font-size: 13px; margin-top: 2px; }
+    .cite { font-weight: 600; white-space: nowrap; }
+    ol { list-style: none; margin: 8px 0 0; padding: 0; }
+    li { padding: 8px 0; border-top: 1px solid #eceff3; }
+    .head { font-weight: 600; }
+    .rank { color: #1d5bbf; margin-right: 4px; }
+    .meta { color: #5d6673; font-size: 13px; }
+    .text { margin: 4px 0 0; }
+    .powered { color: #8a929d; font-size: 12px; margin-top: 8px; text-align: right; }
+  `;
+
+  function el(tag, props = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props)) {
+      if (key === "text") node.textContent = value;
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) if (child != null) node.append(child);
+    return node;
+  }
+
+  function link(path, text, className) {
+    const props = { href: ORIGIN + path, target: "_blank", rel: "noopener", text };
+    if (className) props.class = className;
+    return el("a", props);
+  }
+
+  function highlighted(text, start, end) {
+    const p = el("p", { class: "text" });
+    if (start == null || end == null || start >= end) {
+      p.textContent = text;
+      return p;
+    }
+    p.append(text.slice(0, start), el("mark", { text: text.slice(start, end) }), text.slice(end));
+    return p;
+  }
+
+  function renderAnswer(data) {
+    const a = data.answer;
+    if (!a) return el("div", { class: "answer" }, el("p", { text: data.no_answer_reason || "" }));
+    return el(
+      "div",
+      { class: "answer" },
+      el("p", {}, a.text + " ", link(a.url, `[${a.passage}]`, "cite")),
+      el("div", { class: "source", text: `${a.title}, ¶${a.paragraph}` }),
+    );
+  }
+
+  function renderPassage(p) {
+    const where = [p.section, `¶${p.paragraph}`, p.page ? `page ${p.page}` : null].filter(Boolean);
+    return el(
+      "li",
+      {},
+      el("div", { class: "head" }, el("span", { class: "rank", text: `[${p.rank}]` }), link(p.url, p.title)),
+      el("div", { class: "meta", text: where.join(" · ") }),
+      highlighted(p.text, p.answer_start, p.answer_end),
+    );
+  }
+
+  async function ask(question, k) {
+    const url = `${ORIGIN}/api/ask?` + new URLSearchParams({ q: question, k: String(k) });
+    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    const data = await response.json().catch(() => null);
+    if (!response.ok) {
+      const message = data && data.error ? data.error.message : `HTTP ${response.status}`;
+      throw new Error(message);
+    }
+    return data;
+  }
+
+  function mount(host) {
+    if (host.shadowRoot || host.dataset.paraciteMounted) return;
+    host.dataset.paraciteMounted = "1";
+    const k = Math.min(Math.max(parseInt(host.dataset.k || "3", 10) || 3, 1), 50);
+    const root = host.attachShadow({ mode: "open" });
+    const input = el("input", {
+      type: "search",
+      name: "q",
+      maxlength: "1000",
+      placeholder: host.dataset.placeholder || "Ask a question…",
+      "aria-label": "Question",
+      autocomplete: "off",
+    });
+    const button = el("button", { type: "submit", text: "Ask" });
+    const form = el("form", { role: "search" }, input, button);
+    const status = el("div", { class: "status", role: "status", "aria-live": "polite" });
+    const results = el("div", { class: "results" });
+    const powered = el("div", { class: "powered" }, link("/", "paracite"));
+    root.append(el("style", { text: STYLE }), el("div", { class: "box" }, form, status, results, powered));
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const question = input.value.trim();
+      if (!question) return;
+      button.disabled = true;
+      status.className = "status";
+      status.textContent = "Searching…";
+      try {
+        const data = await ask(question, k);
+        results.replaceChildren(renderAnswer(data));
+        if (data.passages.length) results.append(el("ol", {}, ...data.passages.map(renderPassage)));
+        status.textContent = "";
+      } catch (error) {
+        results.replaceChildren();
+        status.className = "status error";
+        status.textContent = error.message || "The search failed.";
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
+  function mountAll() {
+    document.querySelectorAll("[data-paracite]").forEach(mount);
+  }
+
+  window.paracite = { mount, origin: ORIGIN };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", mountAll);
+  else mountAll();
+})();

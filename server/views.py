@@ -1,0 +1,189 @@
+"""Presentation helpers shared by the JSON API, the pages and the embed page.
+
+Nothing here touches HTTP: it turns retrieval results into URLs, JSON dicts and the
+highlighted text pieces the templates render (always escaped by jinja2).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from indexer.models import AskResult, DocumentBlock, DocumentInfo, DocumentView, Hit
+
+# How far past the previous match a character of clean text may sit in the source text:
+# long enough to step over a Markdown link target, short enough to stay in the paragraph.
+_ALIGN_LOOKAHEAD = 2000
+_WHITESPACE = re.compile(r"\s")
+_SPAN = re.compile(r"(\d{1,12})-(\d{1,12})")
+_HEADING_NUMBER = re.compile(r"^\s*(?:[IVXLC]+|\d+(?:\.\d+)*)[.)]\s+")
+METADATA_SHOWN = ("author", "authors", "date")
+
+
+@dataclass(frozen=True, slots=True)
+class Highlighted:
+    """Text cut around one marked span; `marked` is empty when nothing is highlighted."""
+
+    before: str
+    marked: str
+    after: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlockView:
+    """A document block as the document page shows it."""
+
+    block: DocumentBlock
+    text: Highlighted
+    cited: bool
+
+
+def doc_url(doc_id: str, paragraph: int | None = None, span: tuple[int, int] | None = None) -> str:
+    """The document page of `doc_id` (a relative path, so it is quoted but keeps its slashes)."""
+    url = "/doc/" + quote(doc_id, safe="/")
+    if span is not None:
+        url += f"?hl={span[0]}-{span[1]}"
+    if paragraph is not None:
+        url += f"#p{paragraph}"
+    return url
+
+
+def hit_url(hit: Hit) -> str:
+    """Where a passage is cited: its paragraph, with the answering sentence highlighted."""
+    sentence = hit.best_sentence
+    span = (sentence.char_start, sentence.char_end) if sentence else None
+    return doc_url(hit.passage.doc_id, hit.passage.paragraph, span)
+
+
+def result_to_dict(result: AskResult) -> dict[str, Any]:
+    """The JSON of /api/ask and /api/search: the result plus a link for every citation."""
+    data = result.to_dict()
+    for passage, hit in zip(data["passages"], result.hits, strict=True):
+        passage["url"] = hit_url(hit)
+    if result.answer is not None:
+        answer = result.answer
+        data["answer"]["url"] = doc_url(
+            answer.doc_id, answer.paragraph, (answer.char_start, answer.char_end)
+        )
+    return data
+
+
+def document_info_to_dict(info: DocumentInfo) -> dict[str, Any]:
+    return {**info.to_dict(), "url": doc_url(info.doc_id)}
+
+
+def document_to_dict(view: DocumentView) -> dict[str, Any]:
+    data = view.to_dict()
+    data["url"] = doc_url(view.info.doc_id)
+    for block in data["blocks"]:
+        if block["paragraph"] is not None:
+            block["url"] = doc_url(view.info.doc_id, block["paragraph"])
+    return data
+
+
+def highlight_hit(hit: Hit) -> Highlighted:
+    """The passage text with its answering sentence marked."""
+    sentence = hit.best_sentence
+    if sentence is None:
+        return Highlighted(hit.passage.text, "", "")
+    return _cut(hit.passage.text, sentence.start, sentence.end)
+
+
+def parse_span(value: str | None) -> tuple[int, int] | None:
+    """`"1234-1301"` as a pair of source offsets; anything else is ignored (None)."""
+    match = _SPAN.fullmatch(value or "")
+    if match is None:
+        return None
+    start, end = int(match[1]), int(match[2])
+    return (start, end) if start < end else None
+
+
+def document_blocks(view: DocumentView, span: tuple[int, int] | None) -> list[BlockView]:
+    """Every block of a document, the ones overlapping `span` cited and the span marked."""
+    return [_block_view(block, view.source, span) for block in view.blocks]
+
+
+def _block_view(block: DocumentBlock, source: str, span: tuple[int, int] | None) -> BlockView:
+    plain = Highlighted(block.text, "", "")
+    if span is None or block.kind != "paragraph":
+        return BlockView(block, plain, cited=False)
+    if span[1] <= block.char_start or span[0] >= block.char_end:
+        return BlockView(block, plain, cited=False)
+    local = locate_span(block, source, span)
+    # When the span can't be placed in the clean text, the whole paragraph stays cited.
+    text = _cut(block.text, *local) if local else plain
+    return BlockView(block, text, cited=True)
+
+
+def locate_span(block: DocumentBlock, source: str, span: tuple[int, int]) -> tuple[int, int] | None:
+    """The part of `block.text` that comes from `source[span[0]:span[1]]`, if it can be found.
+
+    Block text is the source slice itself for plain text, but stripped of markup for
+    Markdown or HTML, so then each character is matched back to the source in order.
+    """
+    start, end = span
+    if source[block.char_start : block.char_end] == block.text:
+        local_start = max(start - block.char_start, 0)
+        local_end = min(end - block.char_start, len(block.text))
+        return (local_start, local_end) if local_start < local_end else None
+    positions = _align(block.text, source, block.char_start, block.char_end)
+    inside = [i for i, at in enumerate(positions) if at is not None and start <= at < end]
+    if not inside:
+        return None
+    return inside[0], inside[-1] + 1
+
+
+def _align(text: str, source: str, lo: int, hi: int) -> list[int | None]:
+    """For each character of `text`, its source offset within [lo, hi), matched greedily."""
+    positions: list[int | None] = []
+    cursor = lo
+    for char in text:
+        limit = min(cursor + _ALIGN_LOOKAHEAD, hi)
+        if char.isspace():
+            match = _WHITESPACE.search(source, cursor, limit)
+            found = match.start() if match else -1
+        else:
+            found = source.find(char, cursor, limit)
+        if found < 0:
+            positions.append(None)
+            continue
+        positions.append(found)
+        cursor = found + 1
+    return positions
+
+
+def _cut(text: str, start: int, end: int) -> Highlighted:
+    start, end = max(0, start), min(len(text), end)
+    if start >= end:
+        return Highlighted(text, "", "")
+    return Highlighted(text[:start], text[start:end], text[end:])
+
+
+def shown_metadata(metadata: dict[str, Any]) -> list[tuple[str, str]]:
+    """The few metadata fields worth a line on a page (author, date), as text."""
+    shown = []
+    for key in METADATA_SHOWN:
+        value = metadata.get(key)
+        if isinstance(value, list):
+            value = ", ".join(str(item) for item in value)
+        if value not in (None, ""):
+            shown.append((key, str(value)))
+    return shown
+
+
+def example_queries(titles: list[str], headings: list[str], limit: int = 3) -> list[str]:
+    """Questions to suggest on the home page, taken from the collection itself.
+
+    Titles and headings that are questions come first, then headings (their numbering
+    dropped): each names something the collection is about.
+    """
+    headings = [_HEADING_NUMBER.sub("", heading).strip() for heading in headings]
+    questions = [text for text in [*titles, *headings] if text.endswith("?")]
+    topics = [text for text in headings if len(text.split()) >= 3]
+    picked: list[str] = []
+    for text in [*questions, *topics]:
+        if len(text) <= 120 and text not in picked:
+            picked.append(text)
+    return picked[:limit]
