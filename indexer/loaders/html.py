@@ -60,8 +60,11 @@ def _declared_charset(data: bytes) -> str | None:
         codec = codecs.lookup(name).name
     except LookupError:
         return None
-    # As browsers do: pages labelled latin-1 or ASCII are really windows-1252.
-    return "cp1252" if codec in ("iso8859-1", "latin-1", "ascii") else codec
+    # As browsers do: pages labelled latin-1 or ASCII are really windows-1252, and a UTF-16
+    # label in the markup itself cannot be true (a BOM, checked first, would say so).
+    if codec in ("iso8859-1", "ascii"):
+        return "cp1252"
+    return "utf-8" if codec.startswith(("utf-16", "utf-32")) else codec
 
 
 def _content_root(tree: LexborHTMLParser) -> LexborNode | None:
