@@ -144,6 +144,110 @@ def serve(index_dir: Path | None, host: str | None, port: int | None) -> None:
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
 
 
+@main.command("eval")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["squad", "beir"]),
+    help="Set format (default: squad for a JSON file, beir for a folder).",
+)
+@click.option("--mode", type=click.Choice([*MODES, "all"]), default="hybrid", show_default=True)
+@click.option("--split", default="test", show_default=True, help="BEIR qrels split.")
+@click.option("--limit", type=click.IntRange(min=1), help="Ask only the first N questions.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report to FILE (JSON, or a Markdown summary if FILE ends in .md).",
+)
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where eval indexes and their vectors are kept (default: ~/.cache/paracite/eval).",
+)
+@click.option("--rebuild", is_flag=True, help="Re-chunk every document (vectors stay cached).")
+@click.option("--model", help="sentence-transformers model name or path (default: bundled MiniLM).")
+@click.option(
+    "--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), help="Embedding backend."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def eval_command(
+    path: Path,
+    fmt: str | None,
+    mode: str,
+    split: str,
+    limit: int | None,
+    as_json: bool,
+    output: Path | None,
+    cache_dir: Path | None,
+    rebuild: bool,
+    model: str | None,
+    backend: str | None,
+    quiet: bool,
+) -> None:
+    """Evaluate retrieval on a SQuAD file or a BEIR folder at PATH, indexed from scratch."""
+    from indexer import evaluation
+
+    eval_set = evaluation.load_eval_set(path, fmt, split)  # type: ignore[arg-type]
+    settings = _settings(model=model, backend=backend)
+    index_dir = evaluation.workspace_for(
+        eval_set, settings, cache_dir or evaluation.default_cache_dir()
+    )
+    settings = settings.with_overrides(index=index_dir)
+    modes = list(MODES) if mode == "all" else [mode]
+    show = not quiet and errors.is_terminal
+    with _ProgressBars(enabled=show) as bars:
+        report = evaluation.evaluate(
+            eval_set,
+            settings,
+            modes,  # type: ignore[arg-type]
+            limit=limit,
+            rebuild=rebuild,
+            build_progress=bars,
+            question_progress=lambda: bars,
+            command=" ".join(["paracite", *sys.argv[1:]]),
+        )
+    data = report.to_dict()
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        text = (
+            evaluation.markdown_summary(report)
+            if output.suffix == ".md"
+            else json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        )
+        output.write_text(text, encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    _print_eval(report.metric_names(), data)
+
+
+def _print_eval(names: list[str], data: dict[str, Any]) -> None:
+    s, index = data["dataset"], data["index"]
+    console.print(
+        f"[bold]{escape(s['name'])}[/] ({s['format']}): {s['documents']} documents, "
+        f"{s['questions_evaluated']} of {s['questions']} questions; index "
+        f"{index['passages']} passages, {index['sentences']} sentences; "
+        f"build {index['build_seconds']:.1f} s ({index['embedded']} embedded)"
+    )
+    for warning in s["warnings"]:
+        console.print(f"[yellow]warning[/] {escape(warning)}")
+    table = Table()
+    table.add_column("metric")
+    for mode in data["modes"]:
+        table.add_column(mode, justify="right")
+    runs = list(data["modes"].values())
+    for name in names:
+        cells = [run["metrics"].get(name) for run in runs]
+        table.add_row(name, *("n/a" if v is None else f"{v:.3f}" for v in cells))
+    for key in ("p50", "p95"):
+        table.add_row(f"latency {key} (ms)", *(f"{r['latency_ms'][key]:.1f}" for r in runs))
+    table.add_row("questions/s", *(f"{r['questions_per_second'] or 0:.1f}" for r in runs))
+    console.print(table)
+
+
 def _open(index_dir: Path | None) -> Searcher:
     settings = _settings(index=index_dir)
     return Searcher.open(settings.index, answer_threshold=settings.answer_threshold)

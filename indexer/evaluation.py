@@ -1,0 +1,726 @@
+"""Retrieval evaluation on SQuAD- and BEIR-format sets, through the normal index and ask path.
+
+An evaluation set is written out as ordinary files, indexed with `build_index` into a cached
+index folder (so re-runs reuse every vector), and each question is asked with the same
+`Searcher` the CLI and API use. The metrics are small pure functions over rankings.
+
+SQuAD: each article becomes one `.txt` document whose paragraphs are its contexts, so gold
+context i is the engine's paragraph i + 1 (checked after every build). BEIR: each corpus entry
+becomes one Markdown document (title in front matter); metrics are at document level.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from indexer.build import NoProgress, Progress, build_index
+from indexer.embedding import Embedder
+from indexer.errors import InvalidQuery, ParaciteError
+from indexer.models import AskResult, IndexReport
+from indexer.retrieval import MAX_K, Mode, Searcher
+from indexer.settings import Settings
+from indexer.store import open_meta, read_stats, require_generation
+
+Format = Literal["squad", "beir"]
+Level = Literal["paragraph", "document"]
+
+ANSWER_K = 5  # passages the answer is chosen from: the API's and CLI's default k
+PARAGRAPH_DEPTH = 10  # SQuAD ranking depth (MRR@10)
+DOCUMENT_DEPTH = MAX_K  # BEIR: passages asked for, the API maximum
+DEEP_DEPTH = 100  # BEIR R@100, from the searcher's full scoring
+MAX_EXAMPLES = 10  # missed questions kept in a report per mode
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_,.()+-]+")
+_WHITESPACE = re.compile(r"\s+")
+
+
+class EvalSetError(ParaciteError):
+    """An evaluation set cannot be read, or the index does not line up with it."""
+
+
+# -- evaluation sets ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EvalDocument:
+    """One document to index: file name, file text, its id in the set, expected paragraphs."""
+
+    filename: str
+    text: str
+    key: str
+    paragraphs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EvalQuestion:
+    """A question, its relevant units (with grades) and, for SQuAD, the gold answer strings.
+
+    A unit is a document id (BEIR) or "doc_id#paragraph" (SQuAD), in the engine's doc ids.
+    """
+
+    qid: str
+    text: str
+    relevant: Mapping[str, int]
+    answers: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class EvalSet:
+    """A loaded evaluation set, ready to be written out as files and asked."""
+
+    name: str
+    format: Format
+    source: Path
+    level: Level
+    documents: list[EvalDocument]
+    questions: list[EvalQuestion]
+    split: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def normalise_space(text: str) -> str:
+    """Runs of whitespace (newlines included) become one space; ends are stripped."""
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def unit_key(doc_id: str, paragraph: int | None = None) -> str:
+    """The unit a hit counts for: the document, or one of its paragraphs."""
+    return doc_id if paragraph is None else f"{doc_id}#{paragraph}"
+
+
+def detect_format(path: Path) -> Format:
+    """SQuAD for a JSON file, BEIR for a folder."""
+    return "beir" if path.is_dir() else "squad"
+
+
+def load_eval_set(path: Path, fmt: Format | None = None, split: str = "test") -> EvalSet:
+    """Load a SQuAD JSON file or a BEIR folder."""
+    fmt = fmt or detect_format(path)
+    return load_squad(path) if fmt == "squad" else load_beir(path, split)
+
+
+def load_squad(path: Path) -> EvalSet:
+    """A SQuAD v1.1 file: one `.txt` document per article, one paragraph per context."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        articles = data["data"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise EvalSetError(f"{path} is not a SQuAD file: {error}") from error
+    documents: list[EvalDocument] = []
+    questions: list[EvalQuestion] = []
+    used: set[str] = set()
+    for number, article in enumerate(articles, start=1):
+        title = str(article.get("title") or f"article {number}")
+        filename = _unique_name(title, ".txt", used)
+        contexts = tuple(normalise_space(p["context"]) for p in article["paragraphs"])
+        if any(not context for context in contexts):
+            raise EvalSetError(f"article {title!r} has an empty context")
+        documents.append(EvalDocument(filename, "\n\n".join(contexts) + "\n", title, contexts))
+        for index, paragraph in enumerate(article["paragraphs"]):
+            for qa in paragraph["qas"]:
+                answers = tuple(
+                    dict.fromkeys(
+                        normalise_space(a["text"]) for a in qa.get("answers", []) if a["text"]
+                    )
+                )
+                questions.append(
+                    EvalQuestion(
+                        str(qa["id"]),
+                        qa["question"],
+                        {unit_key(filename, index + 1): 1},
+                        answers,
+                    )
+                )
+    return EvalSet(path.stem, "squad", path, "paragraph", documents, questions)
+
+
+def load_beir(folder: Path, split: str = "test") -> EvalSet:
+    """A BEIR folder: `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv`."""
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    for needed in (folder / "corpus.jsonl", folder / "queries.jsonl", qrels_path):
+        if not needed.is_file():
+            have = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+            hint = f" (splits here: {', '.join(have)})" if have else ""
+            raise EvalSetError(f"{needed} not found; not a BEIR folder or no such split{hint}")
+    documents: list[EvalDocument] = []
+    doc_ids: dict[str, str] = {}
+    used: set[str] = set()
+    for entry in _jsonl(folder / "corpus.jsonl"):
+        key = str(entry["_id"])
+        filename = _unique_name(key, ".md", used)
+        doc_ids[key] = filename
+        title = normalise_space(str(entry.get("title") or ""))
+        documents.append(EvalDocument(filename, beir_markdown(title, str(entry.get("text"))), key))
+    qrels: dict[str, dict[str, int]] = {}
+    unknown = 0
+    for line_number, line in enumerate(qrels_path.read_text(encoding="utf-8").splitlines()):
+        fields = line.split("\t")
+        if len(fields) < 3 or (line_number == 0 and not fields[2].strip().lstrip("-").isdigit()):
+            continue  # header or blank line
+        query_id, corpus_id, score = fields[0], fields[1], int(fields[2])
+        if score <= 0:
+            continue
+        if corpus_id not in doc_ids:
+            unknown += 1
+            continue
+        qrels.setdefault(query_id, {})[doc_ids[corpus_id]] = score
+    questions = [
+        EvalQuestion(str(q["_id"]), str(q["text"]), qrels[str(q["_id"])])
+        for q in _jsonl(folder / "queries.jsonl")
+        if str(q["_id"]) in qrels
+    ]
+    warnings = [f"{unknown} qrels rows name documents not in the corpus"] if unknown else []
+    return EvalSet(folder.name, "beir", folder, "document", documents, questions, split, warnings)
+
+
+def beir_markdown(title: str, text: str) -> str:
+    """A corpus entry as Markdown: the title in front matter, the text as one paragraph."""
+    body = normalise_space(text) or title or "(empty)"
+    if body[0] in "#`~[-*_+>=|<":  # would read as Markdown block syntax
+        body = "\\" + body
+    front = f"title: {json.dumps(title, ensure_ascii=False)}\n" if title else ""
+    return f"---\n{front}---\n\n{body}\n"
+
+
+def write_documents(eval_set: EvalSet, folder: Path) -> None:
+    """Write every document of the set as a file into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for document in eval_set.documents:
+        (folder / document.filename).write_text(document.text, encoding="utf-8")
+
+
+def _unique_name(key: str, suffix: str, used: set[str]) -> str:
+    stem = _UNSAFE_NAME.sub("_", key).strip("._") or "doc"
+    stem = stem[:120]
+    name, number = f"{stem}{suffix}", 1
+    while name.lower() in used:
+        number += 1
+        name = f"{stem}~{number}{suffix}"
+    used.add(name.lower())
+    return name
+
+
+def _jsonl(path: Path) -> Iterable[dict[str, Any]]:
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except ValueError as error:
+                raise EvalSetError(f"{path}:{number} is not JSON: {error}") from error
+
+
+# -- metrics (pure) ----------------------------------------------------------------------------
+
+
+def dedupe(units: Iterable[str]) -> list[str]:
+    """Units in rank order, each kept once at its best rank (windows of one paragraph)."""
+    return list(dict.fromkeys(units))
+
+
+def recall_at(ranking: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
+    """Share of the relevant units found in the top k."""
+    if not relevant:
+        return 0.0
+    return sum(1 for unit in ranking[:k] if unit in relevant) / len(relevant)
+
+
+def reciprocal_rank(ranking: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
+    """1 / rank of the first relevant unit in the top k, or 0."""
+    for rank, unit in enumerate(ranking[:k], start=1):
+        if unit in relevant:
+            return 1.0 / rank
+    return 0.0
+
+
+def ndcg_at(ranking: Sequence[str], relevant: Mapping[str, int], k: int) -> float:
+    """nDCG@k with linear gains (grade / log2(rank + 1)), as trec_eval and BEIR compute it."""
+    dcg = sum(
+        relevant.get(unit, 0) / math.log2(rank + 1)
+        for rank, unit in enumerate(ranking[:k], start=1)
+    )
+    ideal = sorted(relevant.values(), reverse=True)[:k]
+    idcg = sum(grade / math.log2(rank + 1) for rank, grade in enumerate(ideal, start=1))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def answer_matches(answer: str | None, gold: Sequence[str]) -> bool:
+    """True if the answer text contains one of the gold strings (case-insensitive)."""
+    if not answer:
+        return False
+    text = normalise_space(answer).casefold()
+    return any(normalise_space(g).casefold() in text for g in gold if g.strip())
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (linear interpolation); 0 for no values."""
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one question got: its ranking of units, answer, and how long the ask took."""
+
+    qid: str
+    question: str
+    relevant: Mapping[str, int]
+    ranking: tuple[str, ...]
+    latency_ms: float
+    answers: tuple[str, ...] = ()
+    answer: str | None = None
+    answer_unit: str | None = None
+    deep_ranking: tuple[str, ...] | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class ModeRun:
+    """Every outcome of one retrieval mode, and the wall-clock time the mode took."""
+
+    mode: Mode
+    level: Level
+    outcomes: list[Outcome]
+    seconds: float
+
+    def metrics(self) -> dict[str, float | None]:
+        """The headline metrics of this mode (means over questions)."""
+        return summarise(self.outcomes, self.level)
+
+    def latency(self) -> dict[str, float]:
+        times = [o.latency_ms for o in self.outcomes]
+        return {
+            "p50": round(percentile(times, 50), 2),
+            "p95": round(percentile(times, 95), 2),
+            "mean": round(sum(times) / len(times), 2) if times else 0.0,
+        }
+
+    def misses(self, limit: int = MAX_EXAMPLES) -> list[dict[str, Any]]:
+        """The first questions whose relevant unit is not at rank 1, for reading."""
+        found = []
+        for o in self.outcomes:
+            if o.ranking[:1] and o.ranking[0] in o.relevant:
+                continue
+            rank = next((i for i, u in enumerate(o.ranking, 1) if u in o.relevant), None)
+            found.append(
+                {
+                    "qid": o.qid,
+                    "question": o.question,
+                    "relevant": sorted(o.relevant),
+                    "gold_rank": rank,
+                    "top": list(o.ranking[:3]),
+                    "answer": o.answer,
+                    "gold_answers": list(o.answers),
+                }
+            )
+            if len(found) >= limit:
+                break
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        count = len(self.outcomes)
+        return {
+            "metrics": {k: _round(v) for k, v in self.metrics().items()},
+            "questions": count,
+            "errors": sum(1 for o in self.outcomes if o.error),
+            "latency_ms": self.latency(),
+            "seconds": round(self.seconds, 2),
+            "questions_per_second": round(count / self.seconds, 2) if self.seconds else None,
+            "misses": self.misses(),
+        }
+
+
+def summarise(outcomes: Sequence[Outcome], level: Level) -> dict[str, float | None]:
+    """Mean metrics over outcomes: paragraph level (SQuAD) or document level (BEIR)."""
+    if not outcomes:
+        return {}
+
+    def mean(values: Iterable[float]) -> float:
+        items = list(values)
+        return sum(items) / len(items)
+
+    if level == "paragraph":
+        return {
+            "R@1": mean(recall_at(o.ranking, o.relevant, 1) for o in outcomes),
+            "R@5": mean(recall_at(o.ranking, o.relevant, 5) for o in outcomes),
+            "MRR@10": mean(reciprocal_rank(o.ranking, o.relevant, 10) for o in outcomes),
+            "answer_accuracy": mean(float(answer_matches(o.answer, o.answers)) for o in outcomes),
+            "answer_in_gold_paragraph": mean(float(o.answer_unit in o.relevant) for o in outcomes),
+            "answered": mean(float(o.answer is not None) for o in outcomes),
+        }
+    deep = [o.deep_ranking for o in outcomes]
+    return {
+        "nDCG@10": mean(ndcg_at(o.ranking, o.relevant, 10) for o in outcomes),
+        "R@10": mean(recall_at(o.ranking, o.relevant, 10) for o in outcomes),
+        "R@50": mean(recall_at(o.ranking, o.relevant, 50) for o in outcomes),
+        "R@100": None
+        if any(d is None for d in deep)
+        else mean(recall_at(d or (), o.relevant, 100) for d, o in zip(deep, outcomes, strict=True)),
+        "MRR@10": mean(reciprocal_rank(o.ranking, o.relevant, 10) for o in outcomes),
+    }
+
+
+def units_of(result: AskResult, level: Level) -> tuple[str, ...]:
+    """The result's passages as ranked units, each once at its best rank."""
+    return tuple(
+        dedupe(
+            unit_key(h.passage.doc_id, h.passage.paragraph if level == "paragraph" else None)
+            for h in result.hits
+        )
+    )
+
+
+def run_mode(
+    searcher: Searcher,
+    eval_set: EvalSet,
+    mode: Mode,
+    questions: Sequence[EvalQuestion] | None = None,
+    progress: Progress | None = None,
+) -> ModeRun:
+    """Ask every question in one mode; latency is the wall clock around the API call.
+
+    SQuAD: the answer and latency come from `ask(k=5)`, the API default, and the paragraph
+    ranking from `search(k=10)`. BEIR: `search(k=50)` ranks documents, and R@100 uses the
+    searcher's full scoring when it is reachable.
+    """
+    progress = progress or NoProgress()
+    questions = eval_set.questions if questions is None else questions
+    deep = _DeepRanker(searcher) if eval_set.level == "document" else None
+    progress.start(f"{mode} questions", len(questions))
+    started = time.perf_counter()
+    outcomes = [
+        _ask_one(searcher, eval_set.level, mode, q, deep) for q in _ticking(questions, progress)
+    ]
+    return ModeRun(mode, eval_set.level, outcomes, time.perf_counter() - started)
+
+
+def _ticking(questions: Sequence[EvalQuestion], progress: Progress) -> Iterable[EvalQuestion]:
+    for question in questions:
+        yield question
+        progress.advance()
+
+
+def _ask_one(
+    searcher: Searcher,
+    level: Level,
+    mode: Mode,
+    question: EvalQuestion,
+    deep: _DeepRanker | None,
+) -> Outcome:
+    try:
+        if level == "paragraph":
+            started = time.perf_counter()
+            result = searcher.ask(question.text, ANSWER_K, mode)
+            latency = (time.perf_counter() - started) * 1000
+            ranking = units_of(searcher.search(question.text, PARAGRAPH_DEPTH, mode), level)
+            answer = result.answer
+            return Outcome(
+                question.qid,
+                question.text,
+                question.relevant,
+                ranking,
+                latency,
+                question.answers,
+                answer.text if answer else None,
+                unit_key(answer.doc_id, answer.paragraph) if answer else None,
+            )
+        started = time.perf_counter()
+        result = searcher.search(question.text, DOCUMENT_DEPTH, mode)
+        latency = (time.perf_counter() - started) * 1000
+        deep_ranking = deep.rank(question.text, mode, DEEP_DEPTH) if deep else None
+        return Outcome(
+            question.qid,
+            question.text,
+            question.relevant,
+            units_of(result, level),
+            latency,
+            deep_ranking=deep_ranking,
+        )
+    except InvalidQuery as error:
+        return Outcome(question.qid, question.text, question.relevant, (), 0.0, error=str(error))
+
+
+class _DeepRanker:
+    """Documents ranked beyond the API's k, from the searcher's fused scores.
+
+    This reaches into `Searcher._score` (there is no public call past k=50); if that changes
+    shape, R@100 is reported as unavailable instead of failing the run.
+    """
+
+    def __init__(self, searcher: Searcher) -> None:
+        self.searcher = searcher
+        self.available = callable(getattr(searcher, "_score", None))
+        self.doc_of: list[str] = []
+        if self.available:
+            db = open_meta(require_generation(searcher.index_dir), readonly=True)
+            try:
+                rows = db.execute("SELECT doc_id FROM passages ORDER BY id").fetchall()
+            finally:
+                db.close()
+            self.doc_of = [row[0] for row in rows]
+
+    def rank(self, question: str, mode: Mode, depth: int) -> tuple[str, ...] | None:
+        if not self.available:
+            return None
+        try:
+            scored: Any = self.searcher._score(question.strip(), mode)
+            if scored is None:
+                return ()
+            fused = np.asarray(scored.fused if hasattr(scored, "fused") else scored[0])
+            order = np.argsort(-fused, kind="stable")
+        except (AttributeError, TypeError, ValueError, IndexError):
+            self.available = False
+            return None
+        ranking: dict[str, None] = {}
+        for passage_id in order:
+            ranking.setdefault(self.doc_of[int(passage_id)], None)
+            if len(ranking) >= depth:
+                break
+        return tuple(ranking)
+
+
+# -- the whole evaluation ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class EvalReport:
+    """An evaluation run: the set, the index it built, and one run per mode."""
+
+    eval_set: EvalSet
+    settings: Settings
+    index_dir: Path
+    build: IndexReport
+    runs: list[ModeRun]
+    questions: int
+    limit: int | None
+    weights: dict[str, float]
+    date: str
+    git: dict[str, Any]
+    command: str | None = None
+
+    def metric_names(self) -> list[str]:
+        return list(self.runs[0].metrics()) if self.runs else []
+
+    def to_dict(self) -> dict[str, Any]:
+        stats = read_stats(self.index_dir)
+        s = self.eval_set
+        return {
+            "command": self.command,
+            "date": self.date,
+            "git": self.git,
+            "dataset": {
+                "name": s.name,
+                "format": s.format,
+                "path": str(s.source),
+                "split": s.split,
+                "level": s.level,
+                "documents": len(s.documents),
+                "questions": len(s.questions),
+                "questions_evaluated": self.questions,
+                "limit": self.limit,
+                "warnings": s.warnings,
+            },
+            "model": {"name": stats.model, "backend": stats.backend, "dimension": stats.dimension},
+            "settings": {
+                "answer_threshold": self.settings.answer_threshold,
+                "window_overlap": self.settings.window_overlap,
+                "batch_size": self.settings.batch_size,
+                "fusion_weights": self.weights,
+                "answer_k": ANSWER_K if s.level == "paragraph" else None,
+                "ranking_k": PARAGRAPH_DEPTH if s.level == "paragraph" else DOCUMENT_DEPTH,
+            },
+            "index": {
+                "path": str(self.index_dir),
+                "passages": stats.passages,
+                "sentences": stats.sentences,
+                "chunking": stats.chunking,
+                "build_seconds": round(self.build.seconds, 2),
+                "embedded": self.build.embedded,
+                "reused_embeddings": self.build.reused_embeddings,
+                "up_to_date": self.build.up_to_date,
+            },
+            "modes": {run.mode: run.to_dict() for run in self.runs},
+        }
+
+
+def default_cache_dir() -> Path:
+    """Where evaluation indexes (and their embedding caches) live between runs."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "paracite" / "eval"
+
+
+def workspace_for(eval_set: EvalSet, settings: Settings, cache_dir: Path) -> Path:
+    """The index folder of one set and model: stable, so re-runs reuse vectors and work."""
+    from indexer.text import content_hash
+
+    digest = content_hash(str(eval_set.source.resolve()).encode())[:8]
+    model = _UNSAFE_NAME.sub("_", settings.model)[-60:]
+    return cache_dir / f"{eval_set.name}-{digest}-{model}-{settings.backend}"
+
+
+def build_eval_index(
+    eval_set: EvalSet,
+    settings: Settings,
+    *,
+    embedder: Embedder | None = None,
+    progress: Progress | None = None,
+    rebuild: bool = False,
+) -> IndexReport:
+    """Write the set's documents into a temporary folder and index them into `settings.index`.
+
+    Unchanged documents are recognised by content, so a re-run is nearly free; with
+    `rebuild` every document is re-chunked (vectors still come from the cache).
+    """
+    with tempfile.TemporaryDirectory(prefix=f"paracite-eval-{eval_set.name}-") as folder:
+        write_documents(eval_set, Path(folder))
+        return build_index(
+            Path(folder), settings, rebuild=rebuild, progress=progress, embedder=embedder
+        )
+
+
+def check_alignment(searcher: Searcher, eval_set: EvalSet) -> list[str]:
+    """Check the index holds the set as written; return warnings, raise on a SQuAD mismatch.
+
+    SQuAD gold contexts must be the engine's paragraphs 1..n in order, or every paragraph
+    metric would be silently wrong.
+    """
+    indexed = {info.doc_id: info for info in searcher.documents()}
+    missing = [d.filename for d in eval_set.documents if d.filename not in indexed]
+    if eval_set.format == "squad":
+        if missing:
+            raise EvalSetError(f"documents missing from the eval index: {', '.join(missing)}")
+        for document in eval_set.documents:
+            view = searcher.document(document.filename)
+            found = [b.text for b in view.blocks if b.kind == "paragraph"]
+            if len(found) != len(document.paragraphs):
+                raise EvalSetError(
+                    f"{document.filename}: the index has {len(found)} paragraphs but the article "
+                    f"has {len(document.paragraphs)} contexts; paragraph numbers would not match"
+                )
+            for number, (got, want) in enumerate(
+                zip(found, document.paragraphs, strict=True), start=1
+            ):
+                if got != want:
+                    raise EvalSetError(
+                        f"{document.filename}: paragraph {number} is not context {number - 1} "
+                        f"({got[:60]!r} vs {want[:60]!r})"
+                    )
+        return []
+    return (
+        [f"{len(missing)} documents were not indexed: {', '.join(missing[:5])}"] if missing else []
+    )
+
+
+def evaluate(
+    eval_set: EvalSet,
+    settings: Settings,
+    modes: Sequence[Mode],
+    *,
+    embedder: Embedder | None = None,
+    limit: int | None = None,
+    rebuild: bool = False,
+    build_progress: Progress | None = None,
+    question_progress: Callable[[], Progress] | None = None,
+    command: str | None = None,
+) -> EvalReport:
+    """Build (or update) the set's index in `settings.index`, then ask its questions per mode."""
+    build = build_eval_index(
+        eval_set, settings, embedder=embedder, progress=build_progress, rebuild=rebuild
+    )
+    searcher = Searcher.open(settings.index, embedder, answer_threshold=settings.answer_threshold)
+    try:
+        eval_set.warnings.extend(check_alignment(searcher, eval_set))
+        questions = eval_set.questions[:limit] if limit else eval_set.questions
+        runs = []
+        for mode in modes:
+            progress = question_progress() if question_progress else None
+            runs.append(run_mode(searcher, eval_set, mode, questions, progress))
+        weights = asdict(searcher.weights) if hasattr(searcher, "weights") else {}
+    finally:
+        searcher.close()
+    return EvalReport(
+        eval_set=eval_set,
+        settings=settings,
+        index_dir=settings.index,
+        build=build,
+        runs=runs,
+        questions=len(questions),
+        limit=limit,
+        weights=weights,
+        date=datetime.now(UTC).isoformat(timespec="seconds"),
+        git=git_state(),
+        command=command,
+    )
+
+
+def git_state(repo: Path | None = None) -> dict[str, Any]:
+    """The commit the code came from, and which source files differ from it."""
+    repo = repo or Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=repo, capture_output=True, text=True, timeout=10, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--", "indexer", "server")
+    changed = [line[3:] for line in status.splitlines()] if status else []
+    return {"commit": commit, "changed": changed}
+
+
+def markdown_summary(report: EvalReport) -> str:
+    """A short Markdown table of the report, modes side by side."""
+    data = report.to_dict()
+    modes = list(data["modes"])
+    lines = [
+        f"# {data['dataset']['name']} ({data['dataset']['format']}"
+        + (f", split {data['dataset']['split']}" if data["dataset"]["split"] else "")
+        + ")",
+        "",
+        f"- date: {data['date']}; commit: {data['git']['commit']}"
+        + (f" (changed: {', '.join(data['git']['changed'])})" if data["git"]["changed"] else ""),
+        f"- command: `{data['command']}`" if data["command"] else "- command: (library call)",
+        f"- model: {data['model']['name']} ({data['model']['backend']}); "
+        f"{data['dataset']['documents']} documents, {data['index']['passages']} passages, "
+        f"{data['index']['sentences']} sentences; "
+        f"{data['dataset']['questions_evaluated']} questions",
+        "",
+        "| metric | " + " | ".join(modes) + " |",
+        "|---|" + "---|" * len(modes),
+    ]
+    for name in report.metric_names():
+        values = [data["modes"][m]["metrics"].get(name) for m in modes]
+        lines.append(f"| {name} | " + " | ".join(_cell(v) for v in values) + " |")
+    for key in ("p50", "p95"):
+        values = [f"{data['modes'][m]['latency_ms'][key]:.1f}" for m in modes]
+        lines.append(f"| latency {key} (ms) | " + " | ".join(values) + " |")
+    values = [f"{data['modes'][m]['questions_per_second'] or 0:.1f}" for m in modes]
+    lines.append("| questions/s | " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
