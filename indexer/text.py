@@ -29,8 +29,13 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
                 continue
             start = tokens[0].offset
             end = tokens[-1].offset + len(tokens[-1].value)
-            if text[start:end].strip():
+            if not _WORD.search(text[start:end]) and spans:
+                # A fragment with no words ("■", "—") belongs to the sentence before it.
+                spans[-1] = (spans[-1][0], end)
+            elif text[start:end].strip():
                 spans.append((start, end))
+    if len(spans) > 1 and not _WORD.search(text[spans[0][0] : spans[0][1]]):
+        spans[0:2] = [(spans[0][0], spans[1][1])]
     return spans or ([(0, len(text))] if text.strip() else [])
 
 

@@ -78,6 +78,14 @@ def test_stripped_markup_spans_map_back_to_the_source() -> None:
     assert source[second.char_start : second.char_end] == "It is *long*."
 
 
+def test_fragments_without_words_join_a_neighbouring_sentence() -> None:
+    text = "■ Hyeong Jung PARK is a fellow. He writes. ■"
+    assert [text[a:b] for a, b in split_sentences(text)] == [
+        "■ Hyeong Jung PARK is a fellow.",
+        "He writes. ■",
+    ]
+
+
 def test_sentence_splitter_keeps_abbreviations_inside() -> None:
     text = (
         "The U.S. stance changed under Dr. Kim, e.g. in talks. "

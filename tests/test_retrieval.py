@@ -60,7 +60,8 @@ def test_off_topic_question_gets_no_answer_but_still_lists_passages(searcher: Se
 
 
 @pytest.mark.parametrize(
-    "question", ["How do I bake sourdough bread?", "Who won the 1998 football World Cup?"]
+    "question",
+    ["How do I bake sourdough bread?", "Who won the 1998 football World Cup?", "x" * 1000, "■"],
 )
 def test_other_off_topic_questions_get_no_answer(searcher: Searcher, question: str) -> None:
     assert searcher.ask(question).answer is None
