@@ -288,6 +288,29 @@ class Outcome:
     deep_ranking: tuple[str, ...] | None = None
     error: str | None = None
 
+    def gold_rank(self) -> int | None:
+        """Rank of the first relevant unit in the ranking, if there is one."""
+        return next((i for i, unit in enumerate(self.ranking, 1) if unit in self.relevant), None)
+
+    def to_dict(self, top: int = 10) -> dict[str, Any]:
+        """The outcome for reading: the ranking cut to `top`, where the gold landed."""
+        row: dict[str, Any] = {
+            "qid": self.qid,
+            "question": self.question,
+            "relevant": sorted(self.relevant),
+            "gold_rank": self.gold_rank(),
+            "top": list(self.ranking[:top]),
+            "latency_ms": round(self.latency_ms, 2),
+        }
+        if self.answers:
+            row["answer"] = self.answer
+            row["answer_unit"] = self.answer_unit
+            row["answer_correct"] = answer_matches(self.answer, self.answers)
+            row["gold_answers"] = list(self.answers)
+        if self.error:
+            row["error"] = self.error
+        return row
+
 
 @dataclass(slots=True)
 class ModeRun:
@@ -312,25 +335,8 @@ class ModeRun:
 
     def misses(self, limit: int = MAX_EXAMPLES) -> list[dict[str, Any]]:
         """The first questions whose relevant unit is not at rank 1, for reading."""
-        found = []
-        for o in self.outcomes:
-            if o.ranking[:1] and o.ranking[0] in o.relevant:
-                continue
-            rank = next((i for i, u in enumerate(o.ranking, 1) if u in o.relevant), None)
-            found.append(
-                {
-                    "qid": o.qid,
-                    "question": o.question,
-                    "relevant": sorted(o.relevant),
-                    "gold_rank": rank,
-                    "top": list(o.ranking[:3]),
-                    "answer": o.answer,
-                    "gold_answers": list(o.answers),
-                }
-            )
-            if len(found) >= limit:
-                break
-        return found
+        missed = (o for o in self.outcomes if not (o.ranking[:1] and o.ranking[0] in o.relevant))
+        return [o.to_dict(top=3) for _, o in zip(range(limit), missed, strict=False)]
 
     def to_dict(self) -> dict[str, Any]:
         count = len(self.outcomes)
@@ -512,6 +518,12 @@ class EvalReport:
     date: str
     git: dict[str, Any]
     command: str | None = None
+
+    def details(self) -> Iterable[dict[str, Any]]:
+        """One row per question and mode, for failure analysis (JSON lines)."""
+        for run in self.runs:
+            for outcome in run.outcomes:
+                yield {"mode": run.mode, **outcome.to_dict()}
 
     def metric_names(self) -> list[str]:
         return list(self.runs[0].metrics()) if self.runs else []

@@ -167,6 +167,11 @@ def serve(index_dir: Path | None, host: str | None, port: int | None) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where eval indexes and their vectors are kept (default: ~/.cache/paracite/eval).",
 )
+@click.option(
+    "--details",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write one JSON line per question and mode to FILE (rankings, answers).",
+)
 @click.option("--rebuild", is_flag=True, help="Re-chunk every document (vectors stay cached).")
 @click.option("--model", help="sentence-transformers model name or path (default: bundled MiniLM).")
 @click.option(
@@ -182,6 +187,7 @@ def eval_command(
     as_json: bool,
     output: Path | None,
     cache_dir: Path | None,
+    details: Path | None,
     rebuild: bool,
     model: str | None,
     backend: str | None,
@@ -218,6 +224,11 @@ def eval_command(
             else json.dumps(data, indent=2, ensure_ascii=False) + "\n"
         )
         output.write_text(text, encoding="utf-8")
+    if details:
+        details.parent.mkdir(parents=True, exist_ok=True)
+        with details.open("w", encoding="utf-8") as lines:
+            for row in report.details():
+                lines.write(json.dumps(row, ensure_ascii=False) + "\n")
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
