@@ -699,9 +699,8 @@ def git_state(repo: Path | None = None) -> dict[str, Any]:
     return {"commit": commit, "changed": changed}
 
 
-def markdown_summary(report: EvalReport) -> str:
-    """A short Markdown table of the report, modes side by side."""
-    data = report.to_dict()
+def markdown_summary(data: Mapping[str, Any]) -> str:
+    """A short Markdown table of a report (as `EvalReport.to_dict` gives it), modes side by side."""
     modes = list(data["modes"])
     lines = [
         f"# {data['dataset']['name']} ({data['dataset']['format']}"
@@ -715,11 +714,14 @@ def markdown_summary(report: EvalReport) -> str:
         f"{data['dataset']['documents']} documents, {data['index']['passages']} passages, "
         f"{data['index']['sentences']} sentences; "
         f"{data['dataset']['questions_evaluated']} questions",
+        f"- index build: {data['index']['build_seconds']:.1f} s "
+        f"({data['index']['embedded']} texts embedded, "
+        f"{data['index']['reused_embeddings']} reused)",
         "",
         "| metric | " + " | ".join(modes) + " |",
         "|---|" + "---|" * len(modes),
     ]
-    for name in report.metric_names():
+    for name in data["modes"][modes[0]]["metrics"] if modes else []:
         values = [data["modes"][m]["metrics"].get(name) for m in modes]
         lines.append(f"| {name} | " + " | ".join(_cell(v) for v in values) + " |")
     for key in ("p50", "p95"):

@@ -219,7 +219,7 @@ def eval_command(
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         text = (
-            evaluation.markdown_summary(report)
+            evaluation.markdown_summary(data)
             if output.suffix == ".md"
             else json.dumps(data, indent=2, ensure_ascii=False) + "\n"
         )

@@ -274,7 +274,7 @@ def test_squad_eval_end_to_end(tmp_path: Path, embedder: Embedder) -> None:
     assert data["index"]["embedded"] > 0
     assert set(data["modes"]) == set(MODES)
     assert data["modes"]["hybrid"]["latency_ms"]["p95"] > 0
-    assert "| R@1 |" in markdown_summary(report)
+    assert "| R@1 |" in markdown_summary(data)
 
     again = evaluate(eval_set, settings, ["bm25"], embedder=embedder, limit=2)
     assert again.build.up_to_date and again.build.embedded == 0
