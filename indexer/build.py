@@ -36,6 +36,7 @@ from indexer.store import (
     open_meta,
     prune_generations,
     publish_generation,
+    read_chunked_documents,
     write_lexical,
     write_vectors,
     writer_lock,
@@ -214,8 +215,6 @@ def _merge(
     """Every document of the new generation, in doc id order: reloaded ones and fresh ones."""
     documents = dict(chunked)
     if previous and unchanged:
-        from indexer.retrieval import read_chunked_documents
-
         db = open_meta(previous, readonly=True)
         try:
             for loaded in read_chunked_documents(db, sorted(unchanged)):

@@ -7,7 +7,6 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -21,21 +20,17 @@ from indexer.answer import (
     is_authorship_question,
     sentence_score,
 )
-from indexer.chunking import ChunkedDocument
 from indexer.embedding import Embedder, load_embedder
 from indexer.errors import DocumentNotFound, IndexCorrupt, InvalidQuery, ModelMismatch
 from indexer.models import (
     NO_ANSWER_MESSAGE,
     Answer,
     AskResult,
-    Document,
-    DocumentBlock,
     DocumentInfo,
     DocumentView,
     Hit,
     IndexStats,
     Passage,
-    Sentence,
 )
 from indexer.store import (
     LEXICAL,
@@ -44,7 +39,9 @@ from indexer.store import (
     SENTENCE_VECTORS,
     Manifest,
     open_meta,
+    read_blocks,
     read_lexical,
+    read_sentences,
     read_vectors,
     require_generation,
     vectors_of,
@@ -163,8 +160,15 @@ class Searcher:
         return np.array([r[2] for r in rows], dtype=np.int64), author_passage
 
     @classmethod
-    def open(cls, index_dir: Path, embedder: Embedder | None = None, **options: object) -> Searcher:
-        return cls(index_dir, embedder, **options)  # type: ignore[arg-type]
+    def open(
+        cls,
+        index_dir: Path,
+        embedder: Embedder | None = None,
+        answer_threshold: float = 0.35,
+        weights: FusionWeights | None = None,
+    ) -> Searcher:
+        """Open the live generation of the index at `index_dir` (loading its model if needed)."""
+        return cls(index_dir, embedder, answer_threshold, weights)
 
     def close(self) -> None:
         self._db.close()
@@ -271,7 +275,7 @@ class Searcher:
             ).fetchone()
             if row is None:
                 raise DocumentNotFound(f"no document {doc_id!r} in the index")
-            blocks = _read_blocks(self._db, doc_id)
+            blocks = read_blocks(self._db, doc_id)
         info = DocumentInfo(row[0], row[1], row[2], row[3], json.loads(row[4]))
         return DocumentView(info, blocks, row[5])
 
@@ -283,7 +287,7 @@ class Searcher:
                 "FROM passages p JOIN documents d USING (doc_id) WHERE p.id = ?",
                 (passage_id,),
             ).fetchone()
-            sentences = _read_sentences(self._db, row[9], row[10])
+            sentences = read_sentences(self._db, row[9], row[10])
         return Passage(
             doc_id=row[0],
             title=row[1],
@@ -296,61 +300,6 @@ class Searcher:
             sentences=sentences,
             window=row[8],
         )
-
-
-def _read_sentences(db: sqlite3.Connection, first: int, count: int) -> tuple[Sentence, ...]:
-    rows = db.execute(
-        "SELECT text, start, end, char_start, char_end FROM sentences "
-        "WHERE id >= ? AND id < ? ORDER BY id",
-        (first, first + count),
-    )
-    return tuple(Sentence(*row) for row in rows)
-
-
-def _read_blocks(db: sqlite3.Connection, doc_id: str) -> list[DocumentBlock]:
-    rows = db.execute(
-        "SELECT kind, number, section, page, text, char_start, char_end FROM blocks "
-        "WHERE doc_id = ? ORDER BY seq",
-        (doc_id,),
-    )
-    return [DocumentBlock(*row) for row in rows]
-
-
-def read_chunked_documents(
-    db: sqlite3.Connection, doc_ids: Sequence[str]
-) -> Iterator[ChunkedDocument]:
-    """Stored documents back as chunked documents, so an unchanged file is never re-read."""
-    for doc_id in doc_ids:
-        row = db.execute(
-            "SELECT title, format, metadata, warnings, source FROM documents WHERE doc_id = ?",
-            (doc_id,),
-        ).fetchone()
-        if row is None:
-            continue
-        title, fmt, metadata, warnings, source = row
-        document = Document(
-            doc_id, title, source, [], fmt, json.loads(metadata), json.loads(warnings)
-        )
-        passages = [
-            Passage(
-                doc_id=doc_id,
-                title=title,
-                paragraph=p[0],
-                section=p[1],
-                page=p[2],
-                text=p[3],
-                char_start=p[4],
-                char_end=p[5],
-                sentences=_read_sentences(db, p[7], p[8]),
-                window=p[6],
-            )
-            for p in db.execute(
-                "SELECT paragraph, section, page, text, char_start, char_end, window, "
-                "first_sentence, sentence_count FROM passages WHERE doc_id = ? ORDER BY id",
-                (doc_id,),
-            ).fetchall()
-        ]
-        yield ChunkedDocument(document, _read_blocks(db, doc_id), passages)
 
 
 def _one_thread_per_query() -> None:

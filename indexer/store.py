@@ -24,7 +24,7 @@ import re
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,8 +34,9 @@ import bm25s
 import faiss
 import numpy as np
 
+from indexer.chunking import ChunkedDocument
 from indexer.errors import IndexBusy, IndexCorrupt, IndexNotFound, ModelMismatch
-from indexer.models import IndexStats
+from indexer.models import Document, DocumentBlock, IndexStats, Passage, Sentence
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -277,6 +278,61 @@ def read_lexical(path: Path) -> bm25s.BM25 | None:
         return bm25s.BM25.load(str(path), show_progress=False)
     except (OSError, ValueError) as error:
         raise IndexCorrupt(f"lexical index {path.name} is unreadable: {error}") from error
+
+
+def read_sentences(db: sqlite3.Connection, first: int, count: int) -> tuple[Sentence, ...]:
+    rows = db.execute(
+        "SELECT text, start, end, char_start, char_end FROM sentences "
+        "WHERE id >= ? AND id < ? ORDER BY id",
+        (first, first + count),
+    )
+    return tuple(Sentence(*row) for row in rows)
+
+
+def read_blocks(db: sqlite3.Connection, doc_id: str) -> list[DocumentBlock]:
+    rows = db.execute(
+        "SELECT kind, number, section, page, text, char_start, char_end FROM blocks "
+        "WHERE doc_id = ? ORDER BY seq",
+        (doc_id,),
+    )
+    return [DocumentBlock(*row) for row in rows]
+
+
+def read_chunked_documents(
+    db: sqlite3.Connection, doc_ids: Sequence[str]
+) -> Iterator[ChunkedDocument]:
+    """Stored documents back as chunked documents, so an unchanged file is never re-read."""
+    for doc_id in doc_ids:
+        row = db.execute(
+            "SELECT title, format, metadata, warnings, source FROM documents WHERE doc_id = ?",
+            (doc_id,),
+        ).fetchone()
+        if row is None:
+            continue
+        title, fmt, metadata, warnings, source = row
+        document = Document(
+            doc_id, title, source, [], fmt, json.loads(metadata), json.loads(warnings)
+        )
+        passages = [
+            Passage(
+                doc_id=doc_id,
+                title=title,
+                paragraph=p[0],
+                section=p[1],
+                page=p[2],
+                text=p[3],
+                char_start=p[4],
+                char_end=p[5],
+                sentences=read_sentences(db, p[7], p[8]),
+                window=p[6],
+            )
+            for p in db.execute(
+                "SELECT paragraph, section, page, text, char_start, char_end, window, "
+                "first_sentence, sentence_count FROM passages WHERE doc_id = ? ORDER BY id",
+                (doc_id,),
+            ).fetchall()
+        ]
+        yield ChunkedDocument(document, read_blocks(db, doc_id), passages)
 
 
 def _fsync_tree(root: Path) -> None:
