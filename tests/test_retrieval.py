@@ -83,8 +83,16 @@ def test_search_returns_passages_without_choosing_an_answer(searcher: Searcher) 
 
 @pytest.mark.parametrize(
     ("query", "k", "message"),
-    [("", 5, "empty"), ("   ", 5, "empty"), ("x" * 1001, 5, "1000"), ("ok", 0, "k"), ("ok", 51, "k")],
+    [
+        ("", 5, "empty"),
+        ("   ", 5, "empty"),
+        ("x" * 1001, 5, "1000"),
+        ("ok", 0, "k"),
+        ("ok", 51, "k"),
+    ],
 )
-def test_invalid_questions_are_refused(searcher: Searcher, query: str, k: int, message: str) -> None:
+def test_invalid_questions_are_refused(
+    searcher: Searcher, query: str, k: int, message: str
+) -> None:
     with pytest.raises(InvalidQuery, match=message):
         searcher.ask(query, k)
