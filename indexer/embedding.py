@@ -1,13 +1,28 @@
-"""Sentence-transformers embeddings, the bundled default model, and an embedding cache."""
+"""Embeddings (torch, ONNX or int8 ONNX), the bundled default model, and an embedding cache.
+
+The `torch` backend runs the model through sentence-transformers. The `onnx` and `onnx-int8`
+backends run an ONNX export of the whole sentence-transformers pipeline (transformer, pooling,
+normalisation) in onnxruntime, tokenised with the model's own fast tokenizer. The export is
+made once per model from its local files, checked against torch, and kept in the user cache
+(`$PARACITE_CACHE_DIR/onnx/`, by default `~/.cache/paracite/onnx/`) for the indexer and the
+server to reuse; the int8 variant is a dynamic quantisation tuned to the CPU's instruction set.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import json
 import os
+import platform
 import sqlite3
-from collections.abc import Callable, Sequence
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -16,10 +31,26 @@ from indexer.settings import DEFAULT_MODEL
 from indexer.text import text_hash
 
 if TYPE_CHECKING:
+    import onnxruntime
     from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
 
 BUNDLED_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+BACKENDS = ("torch", "onnx", "onnx-int8")
 EMBED_CHUNK = 256
+# Bump when the export or quantisation changes: older cached exports are then ignored.
+EXPORT_VERSION = 1
+ONNX_META = "paracite-onnx.json"
+ONNX_FP32 = "model.onnx"
+ONNX_TOKENIZER = "tokenizer.json"
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Cosine an export must reach against torch on the check sentences, or it is not cached.
+EXPORT_MIN_COSINE = 0.999
+_CHECK_SENTENCES = (
+    "How many people live in the city?",
+    "A",
+    "The mitochondria produce most of the chemical energy needed by the cell, stored in ATP.",
+)
 
 
 def resolve_model(name: str) -> str:
@@ -31,30 +62,47 @@ def resolve_model(name: str) -> str:
     return name
 
 
+def cache_root() -> Path:
+    """Where exported models are kept: $PARACITE_CACHE_DIR, else ~/.cache/paracite."""
+    configured = os.environ.get("PARACITE_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "paracite"
+
+
+class _Encoder(Protocol):
+    """What a backend provides: unit-length vectors and the tokenizer's token counts."""
+
+    dimension: int
+    max_tokens: int
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray: ...
+
+    def count_tokens(self, texts: list[str]) -> list[int]: ...
+
+
 @dataclass
 class Embedder:
     """A loaded model that turns texts into unit-length float32 vectors."""
 
     model_name: str
     backend: str
-    model: SentenceTransformer
+    encoder: _Encoder
 
     @property
     def dimension(self) -> int:
-        dimension = self.model.get_embedding_dimension()
-        assert dimension is not None
-        return int(dimension)
+        return self.encoder.dimension
 
     @property
     def max_tokens(self) -> int:
-        return int(self.model.max_seq_length or 256)
+        return self.encoder.max_tokens
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text, without the special tokens, as the model's tokenizer counts them."""
         if not texts:
             return []
-        tokenizer = self.model.tokenizer
-        encoded = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
-        return [len(ids) for ids in encoded]
+        return self.encoder.count_tokens(list(texts))
 
     def embed(
         self,
@@ -66,50 +114,363 @@ class Embedder:
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for start in range(0, len(texts), EMBED_CHUNK):
             chunk = list(texts[start : start + EMBED_CHUNK])
-            vectors[start : start + len(chunk)] = self.model.encode(
-                chunk,
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            vectors[start : start + len(chunk)] = self.encoder.encode(chunk, batch_size)
             if on_progress:
                 on_progress(len(chunk))
         return vectors
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+        return self.encoder.encode([text], 1)[0]
 
 
 def load_embedder(model_name: str, backend: str) -> Embedder:
-    """Load a model; the bundled default loads from its package folder with the hub offline."""
+    """Load a model; the bundled default loads from its package folder with the hub offline.
+
+    `onnx` and `onnx-int8` export the model on first use and reuse the cached export after.
+    """
+    if backend not in BACKENDS:
+        raise ModelUnavailable(
+            f"unknown embedding backend {backend!r}; use one of {', '.join(BACKENDS)}"
+        )
     location = resolve_model(model_name)
-    local = Path(location).exists()
-    if local:
+    if Path(location).exists():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        import transformers
-        from sentence_transformers import SentenceTransformer
-
-        transformers.logging.set_verbosity_error()
-        transformers.logging.disable_progress_bar()
-
-        kwargs: dict[str, Any] = {"device": "cpu"}
-        if backend != "torch":
-            kwargs.update(_onnx_options(location, backend))
-        model = SentenceTransformer(location, **kwargs)
+        encoder: _Encoder
+        if backend == "torch":
+            encoder = _TorchEncoder(_load_sentence_transformer(location))
+        else:
+            encoder = _OnnxEncoder.load(
+                location, quantized=backend == "onnx-int8", label=Path(model_name).name
+            )
     except Exception as error:  # noqa: BLE001 - any load failure is reported as one line
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelUnavailable(
-            f"cannot load embedding model {model_name!r} ({backend}): {detail}"
+            f"cannot load embedding model {model_name!r} ({backend}): {_first_line(error)}"
         ) from error
-    return Embedder(model_name=model_name, backend=backend, model=model)
+    return Embedder(model_name=model_name, backend=backend, encoder=encoder)
 
 
-def _onnx_options(location: str, backend: str) -> dict[str, Any]:
-    raise ModelUnavailable(f"backend {backend!r} is not available yet; use 'torch'")
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _load_sentence_transformer(location: str, **model_kwargs: Any) -> SentenceTransformer:
+    import transformers
+    from sentence_transformers import SentenceTransformer
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    kwargs: dict[str, Any] = {"device": "cpu"}
+    if model_kwargs:
+        kwargs["model_kwargs"] = model_kwargs
+    return SentenceTransformer(location, **kwargs)
+
+
+class _TorchEncoder:
+    """sentence-transformers on torch."""
+
+    def __init__(self, model: SentenceTransformer) -> None:
+        self.model = model
+        dimension = model.get_embedding_dimension()
+        if dimension is None:
+            raise ValueError("the model does not say its embedding dimension")
+        self.dimension = int(dimension)
+        self.max_tokens = int(model.max_seq_length or 256)
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        vectors = self.model.encode(
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        encoded = self.model.tokenizer(texts, add_special_tokens=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+
+# -- ONNX ------------------------------------------------------------------------------------
+
+
+class _OnnxEncoder:
+    """The exported pipeline in onnxruntime; texts are tokenised with the `tokenizers` library."""
+
+    def __init__(self, folder: Path, model_file: str, meta: dict[str, Any]) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.folder = folder
+        self.model_file = model_file
+        self.dimension = int(meta["dimension"])
+        self.max_tokens = int(meta["max_seq_length"])
+        self.lower_case = bool(meta.get("do_lower_case", False))
+        self.inputs: list[str] = list(meta["inputs"])
+        self.pad_id = int(meta.get("pad_id", 0))
+        counting: Tokenizer = Tokenizer.from_file(str(folder / ONNX_TOKENIZER))
+        counting.no_padding()
+        counting.no_truncation()
+        self._counting = counting
+        truncating: Tokenizer = Tokenizer.from_file(str(folder / ONNX_TOKENIZER))
+        truncating.no_padding()
+        truncating.enable_truncation(self.max_tokens)
+        self._tokenizer = truncating
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self.session: onnxruntime.InferenceSession = ort.InferenceSession(
+            str(folder / model_file), options, providers=["CPUExecutionProvider"]
+        )
+
+    @classmethod
+    def load(cls, location: str, *, quantized: bool, label: str = "") -> _OnnxEncoder:
+        """The cached export of the model at `location`, exported (and quantised) if missing."""
+        folder = _export_folder(location, label)
+        model_file = _int8_file_name() if quantized else ONNX_FP32
+        if not _export_complete(folder) or not (folder / model_file).exists():
+            with _export_lock(folder):
+                if not _export_complete(folder):
+                    _export_onnx(location, folder)
+                if quantized and not (folder / model_file).exists():
+                    _quantize(folder / ONNX_FP32, folder / model_file, _cpu_isa())
+        meta = json.loads((folder / ONNX_META).read_text(encoding="utf-8"))
+        return cls(folder, model_file, meta)
+
+    def _prepare(self, texts: list[str]) -> list[str]:
+        return [text.lower() for text in texts] if self.lower_case else texts
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        encoded = self._counting.encode_batch(self._prepare(texts), add_special_tokens=False)
+        return [len(item.ids) for item in encoded]
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return vectors
+        encoded = self._tokenizer.encode_batch(self._prepare(texts))
+        lengths = np.array([len(item.ids) for item in encoded])
+        order = np.argsort(-lengths, kind="stable")  # similar lengths share a batch: less padding
+        for start in range(0, len(order), max(batch_size, 1)):
+            rows = order[start : start + batch_size]
+            width = int(lengths[rows].max())
+            ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            types = np.zeros((len(rows), width), dtype=np.int64)
+            for row, index in enumerate(rows):
+                item = encoded[index]
+                ids[row, : len(item.ids)] = item.ids
+                mask[row, : len(item.ids)] = 1
+                types[row, : len(item.ids)] = item.type_ids
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            output = self.session.run(None, {name: feed[name] for name in self.inputs})[0]
+            vectors[rows] = output
+        return vectors
+
+
+def _export_folder(location: str, label: str = "") -> Path:
+    """The cache folder of one model's export, keyed by the model's files and EXPORT_VERSION."""
+    source = Path(location)
+    digest = hashlib.sha256(f"paracite-onnx-{EXPORT_VERSION}\n".encode())
+    if source.exists():
+        source = source.resolve()
+        digest.update(str(source).encode())
+        for path in sorted(source.rglob("*")):
+            if path.is_file() and ".cache" not in path.parts:
+                stat = path.stat()
+                digest.update(
+                    f"\n{path.relative_to(source)}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+                )
+    else:
+        digest.update(location.encode())
+    name = label or source.name or location
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return cache_root() / "onnx" / f"{slug[-60:]}-{digest.hexdigest()[:12]}"
+
+
+def _export_complete(folder: Path) -> bool:
+    meta = folder / ONNX_META
+    if not meta.is_file():
+        return False
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return data.get("export_version") == EXPORT_VERSION and (folder / ONNX_FP32).is_file()
+
+
+_PROCESS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _export_lock(folder: Path) -> Iterator[None]:
+    """Hold the export lock of `folder`: one exporter at a time, across threads and processes."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder.parent / f"{folder.name}.lock", "a+b")  # noqa: SIM115
+    except OSError as error:
+        raise RuntimeError(
+            f"cannot write the ONNX export cache at {folder} ({error.strerror}); "
+            "set PARACITE_CACHE_DIR to a writable folder"
+        ) from error
+    with _PROCESS_LOCK, handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_atomic(target: Path, write: Callable[[Path], object]) -> None:
+    """Write `target` through a temporary sibling renamed into place: readers never see half."""
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _export_onnx(location: str, folder: Path) -> None:
+    """Export the sentence-transformers pipeline at `location` to `folder` (fp32 ONNX).
+
+    The graph takes the tokenizer's tensors and returns normalised sentence embeddings, so
+    pooling and any dense layers of the model are part of it. It is checked against torch.
+    """
+    import torch
+
+    model = _load_sentence_transformer(location, attn_implementation="eager")
+    model.eval()
+    tokenizer = model.tokenizer
+    if not getattr(tokenizer, "is_fast", False):
+        raise RuntimeError("the ONNX backends need a model with a fast (Rust) tokenizer")
+    dimension = model.get_embedding_dimension()
+    max_seq_length = int(model.max_seq_length or 256)
+    sample = tokenizer(
+        ["a short one", "a somewhat longer example sentence for tracing"],
+        padding=True,
+        return_tensors="pt",
+    )
+    inputs = [name for name in ONNX_INPUTS if name in sample]
+
+    class Pipeline(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            features = dict(zip(inputs, tensors, strict=True))
+            embedding = self.model(features)["sentence_embedding"]
+            return torch.nn.functional.normalize(embedding, p=2.0, dim=1)
+
+    axes = {name: {0: "batch", 1: "tokens"} for name in inputs}
+    axes["sentence_embedding"] = {0: "batch"}
+
+    def export(path: Path) -> None:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                Pipeline().eval(),
+                tuple(sample[name] for name in inputs),
+                str(path),
+                dynamo=False,
+                input_names=inputs,
+                output_names=["sentence_embedding"],
+                dynamic_axes=axes,
+                opset_version=17,
+                do_constant_folding=True,
+            )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_atomic(folder / ONNX_FP32, export)
+    _write_atomic(
+        folder / ONNX_TOKENIZER,
+        lambda path: path.write_text(tokenizer.backend_tokenizer.to_str(), encoding="utf-8"),
+    )
+    transformer = model[0]
+    pad_id = tokenizer.pad_token_id
+    meta = {
+        "export_version": EXPORT_VERSION,
+        "source": location,
+        "dimension": dimension,
+        "max_seq_length": max_seq_length,
+        "do_lower_case": bool(getattr(transformer, "do_lower_case", False)),
+        "inputs": inputs,
+        "pad_id": int(pad_id) if pad_id is not None else 0,
+    }
+    expected = model.encode(list(_CHECK_SENTENCES), normalize_embeddings=True)
+    _check(_OnnxEncoder(folder, ONNX_FP32, meta), np.asarray(expected, dtype=np.float32))
+    _write_atomic(
+        folder / ONNX_META,
+        lambda path: path.write_text(json.dumps(meta, indent=2), encoding="utf-8"),
+    )
+
+
+def _check(encoder: _OnnxEncoder, expected: np.ndarray) -> None:
+    """Refuse an export whose vectors differ from torch's (batched and one at a time)."""
+    texts = list(_CHECK_SENTENCES)
+    batched = encoder.encode(texts, len(texts))
+    single = np.concatenate([encoder.encode([text], 1) for text in texts])
+    worst = float(
+        min((batched * expected).sum(axis=1).min(), (single * expected).sum(axis=1).min())
+    )
+    if worst < EXPORT_MIN_COSINE:
+        raise RuntimeError(f"the ONNX export disagrees with torch (cosine {worst:.4f})")
+
+
+def _cpu_isa() -> str:
+    """The int8 flavour for this CPU: avx512_vnni (or avx_vnni), avx2, or arm64."""
+    machine = platform.machine().lower()
+    if machine in {"arm64", "aarch64"}:
+        return "arm64"
+    flags: set[str] = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    if "avx512_vnni" in flags or "avx_vnni" in flags:
+        return "avx512_vnni"
+    return "avx2"
+
+
+def _int8_file_name() -> str:
+    return f"model_int8_{_cpu_isa()}.onnx"
+
+
+def _quantize(source: Path, target: Path, isa: str) -> None:
+    """Dynamic int8 quantisation of the MatMul weights, per channel, for the given CPU.
+
+    With VNNI (or on arm64) weights are signed int8 at full range. On x86 without VNNI the
+    u8 x s8 kernels can saturate, so weights are unsigned too (u8 x u8 kernels do not).
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    weights = QuantType.QUInt8 if isa == "avx2" else QuantType.QInt8
+
+    def write(path: Path) -> None:
+        quantize_dynamic(
+            source,
+            path,
+            weight_type=weights,
+            per_channel=True,
+            reduce_range=False,
+            op_types_to_quantize=["MatMul"],
+        )
+
+    import logging
+
+    quiet = logging.getLogger()
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing hint as a warning
+    try:
+        _write_atomic(target, write)
+    finally:
+        quiet.setLevel(level)
 
 
 class EmbeddingCache:

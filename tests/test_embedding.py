@@ -1,0 +1,196 @@
+"""Embedding backends: the bundled model offline, torch/ONNX/int8 agreement, the export cache."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer import embedding
+from indexer.embedding import ONNX_FP32, Embedder, load_embedder
+from indexer.errors import ModelUnavailable
+from indexer.settings import DEFAULT_MODEL
+
+SENTENCES = [
+    "How many people live in Paris?",
+    "The cat sat on the mat.",
+    "A",
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "The treaty was signed in 1648, ending the Thirty Years' War in the Holy Roman Empire.",
+    "Insulin resistance is associated with obesity, type 2 diabetes and cardiovascular disease, "
+    "although the mechanisms linking them remain debated.",
+    "What is the capital of France?",
+    "Neural networks learn representations from data by adjusting weights with gradient descent.",
+]
+
+
+class NetworkUsed(AssertionError):
+    pass
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to open a connection fails the test."""
+
+    def refuse(self: socket.socket, address: object) -> None:
+        raise NetworkUsed(f"tried to connect to {address!r}")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh export cache: the ONNX export and its int8 variant are made in this run."""
+    folder = tmp_path_factory.mktemp("paracite-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PARACITE_CACHE_DIR", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def onnx_embedders(cache_dir: Path) -> dict[str, Embedder]:
+    """Both ONNX backends, exported from the bundled model's files with the network refused."""
+
+    def refuse(self: socket.socket, address: object) -> None:
+        raise NetworkUsed(f"tried to connect to {address!r}")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setattr(socket.socket, "connect", refuse)
+        return {backend: load_embedder(DEFAULT_MODEL, backend) for backend in ("onnx", "onnx-int8")}
+
+
+def _export_folder(cache_dir: Path) -> Path:
+    folders = [path for path in (cache_dir / "onnx").iterdir() if path.is_dir()]
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def test_bundled_model_loads_offline(no_network: None) -> None:
+    loaded = load_embedder(DEFAULT_MODEL, "torch")
+    vector = loaded.embed_query("Where is the bundled model?")
+    assert vector.shape == (384,)
+    assert vector.dtype == np.float32
+    assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
+
+
+def test_onnx_backends_load_offline_and_describe_the_model(
+    onnx_embedders: dict[str, Embedder], embedder: Embedder
+) -> None:
+    for backend, loaded in onnx_embedders.items():
+        assert (loaded.model_name, loaded.backend) == (DEFAULT_MODEL, backend)
+        assert loaded.dimension == embedder.dimension == 384
+        assert loaded.max_tokens == embedder.max_tokens
+        assert loaded.count_tokens(SENTENCES) == embedder.count_tokens(SENTENCES)
+        assert loaded.count_tokens([]) == []
+        assert loaded.embed([]).shape == (0, 384)
+
+
+def test_backends_agree_with_torch(onnx_embedders: dict[str, Embedder], embedder: Embedder) -> None:
+    reference = embedder.embed(SENTENCES)
+    thresholds = {"onnx": 0.99, "onnx-int8": 0.97}
+    for backend, loaded in onnx_embedders.items():
+        vectors = loaded.embed(SENTENCES, batch_size=4)
+        assert vectors.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+        cosines = (vectors * reference).sum(axis=1)
+        assert cosines.min() > thresholds[backend], (backend, cosines)
+        query = loaded.embed_query(SENTENCES[0])
+        assert float(query @ reference[0]) > thresholds[backend]
+    plain = onnx_embedders["onnx"].embed(SENTENCES)
+    assert (plain * reference).sum(axis=1).min() > 0.9999
+
+
+def test_onnx_keeps_the_ranking(onnx_embedders: dict[str, Embedder], embedder: Embedder) -> None:
+    passages = SENTENCES[3:]
+    question = "Which process turns sunlight into sugar?"
+    expected = int(np.argmax(embedder.embed(passages) @ embedder.embed_query(question)))
+    for loaded in onnx_embedders.values():
+        assert int(np.argmax(loaded.embed(passages) @ loaded.embed_query(question))) == expected
+
+
+def test_export_is_cached_and_reused(
+    onnx_embedders: dict[str, Embedder], cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _export_folder(cache_dir)
+    models = sorted(folder.glob("*.onnx"))
+    assert [path.name for path in models][0] == ONNX_FP32
+    assert len(models) == 2  # the fp32 export and its int8 variant for this CPU
+    before = {path: path.stat().st_mtime_ns for path in folder.iterdir()}
+
+    def export_again(*args: object) -> None:
+        raise AssertionError("the cached export was made again")
+
+    monkeypatch.setattr(embedding, "_export_onnx", export_again)
+    monkeypatch.setattr(embedding, "_quantize", export_again)
+    for backend in ("onnx", "onnx-int8"):
+        again = load_embedder(DEFAULT_MODEL, backend)
+        np.testing.assert_allclose(
+            again.embed(SENTENCES[:3]), onnx_embedders[backend].embed(SENTENCES[:3]), atol=1e-6
+        )
+    assert {path: path.stat().st_mtime_ns for path in folder.iterdir()} == before
+    assert not list(folder.glob(".*tmp"))
+
+
+def test_concurrent_loads_export_once(
+    onnx_embedders: dict[str, Embedder],
+    cache_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two loaders racing on an empty cache: one exports, the other waits and reuses it."""
+    made = _export_folder(cache_dir)
+    monkeypatch.setenv("PARACITE_CACHE_DIR", str(tmp_path))
+    calls: list[Path] = []
+
+    def slow_copy(location: str, folder: Path) -> None:
+        calls.append(folder)
+        time.sleep(0.3)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in (ONNX_FP32, embedding.ONNX_TOKENIZER, embedding.ONNX_META):
+            (folder / name).write_bytes((made / name).read_bytes())
+
+    monkeypatch.setattr(embedding, "_export_onnx", slow_copy)
+    loaded: list[Embedder] = []
+    threads = [
+        threading.Thread(target=lambda: loaded.append(load_embedder(DEFAULT_MODEL, "onnx")))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1
+    assert len(loaded) == 2
+
+
+def test_bad_model_name_is_one_line_error(no_network: None) -> None:
+    for backend in ("torch", "onnx", "onnx-int8"):
+        with pytest.raises(ModelUnavailable) as caught:
+            load_embedder("no-such-model-for-paracite", backend)
+        message = str(caught.value)
+        assert "no-such-model-for-paracite" in message
+        assert backend in message
+        assert "\n" not in message
+
+
+def test_unknown_backend_is_refused() -> None:
+    with pytest.raises(ModelUnavailable, match="unknown embedding backend 'tensorrt'"):
+        load_embedder(DEFAULT_MODEL, "tensorrt")
+
+
+def test_unwritable_cache_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("PARACITE_CACHE_DIR", str(blocker))
+    with pytest.raises(ModelUnavailable, match="PARACITE_CACHE_DIR"):
+        load_embedder(DEFAULT_MODEL, "onnx")
