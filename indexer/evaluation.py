@@ -591,17 +591,23 @@ def build_eval_index(
     *,
     embedder: Embedder | None = None,
     progress: Progress | None = None,
-    rebuild: bool = False,
+    reuse_index: bool = False,
 ) -> IndexReport:
     """Write the set's documents into a temporary folder and index them into `settings.index`.
 
-    Unchanged documents are recognised by content, so a re-run is nearly free; with
-    `rebuild` every document is re-chunked (vectors still come from the cache).
+    Every document is re-chunked by the current code, since an index left by an older
+    checkout would otherwise pass as up to date; the vectors come from the embedding cache
+    kept in the index folder, so only new texts are embedded. `reuse_index` keeps an index
+    whose documents are unchanged as it is (faster; blind to chunking code changes).
     """
     with tempfile.TemporaryDirectory(prefix=f"paracite-eval-{eval_set.name}-") as folder:
         write_documents(eval_set, Path(folder))
         return build_index(
-            Path(folder), settings, rebuild=rebuild, progress=progress, embedder=embedder
+            Path(folder),
+            settings,
+            rebuild=not reuse_index,
+            progress=progress,
+            embedder=embedder,
         )
 
 
@@ -645,14 +651,14 @@ def evaluate(
     *,
     embedder: Embedder | None = None,
     limit: int | None = None,
-    rebuild: bool = False,
+    reuse_index: bool = False,
     build_progress: Progress | None = None,
     question_progress: Callable[[], Progress] | None = None,
     command: str | None = None,
 ) -> EvalReport:
     """Build (or update) the set's index in `settings.index`, then ask its questions per mode."""
     build = build_eval_index(
-        eval_set, settings, embedder=embedder, progress=build_progress, rebuild=rebuild
+        eval_set, settings, embedder=embedder, progress=build_progress, reuse_index=reuse_index
     )
     searcher = Searcher.open(settings.index, embedder, answer_threshold=settings.answer_threshold)
     try:

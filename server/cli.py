@@ -172,7 +172,12 @@ def serve(index_dir: Path | None, host: str | None, port: int | None) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write one JSON line per question and mode to FILE (rankings, answers).",
 )
-@click.option("--rebuild", is_flag=True, help="Re-chunk every document (vectors stay cached).")
+@click.option(
+    "--reuse-index",
+    is_flag=True,
+    help="Keep the cached eval index if the documents are unchanged (default: re-chunk with "
+    "the current code; vectors always come from the cache).",
+)
 @click.option("--model", help="sentence-transformers model name or path (default: bundled MiniLM).")
 @click.option(
     "--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), help="Embedding backend."
@@ -188,7 +193,7 @@ def eval_command(
     output: Path | None,
     cache_dir: Path | None,
     details: Path | None,
-    rebuild: bool,
+    reuse_index: bool,
     model: str | None,
     backend: str | None,
     quiet: bool,
@@ -210,7 +215,7 @@ def eval_command(
             settings,
             modes,  # type: ignore[arg-type]
             limit=limit,
-            rebuild=rebuild,
+            reuse_index=reuse_index,
             build_progress=bars,
             question_progress=lambda: bars,
             command=" ".join(["paracite", *sys.argv[1:]]),

@@ -276,9 +276,13 @@ def test_squad_eval_end_to_end(tmp_path: Path, embedder: Embedder) -> None:
     assert data["modes"]["hybrid"]["latency_ms"]["p95"] > 0
     assert "| R@1 |" in markdown_summary(data)
 
+    # A re-run re-chunks with the current code but embeds nothing new.
     again = evaluate(eval_set, settings, ["bm25"], embedder=embedder, limit=2)
-    assert again.build.up_to_date and again.build.embedded == 0
+    assert not again.build.up_to_date
+    assert again.build.embedded == 0 and again.build.reused_embeddings > 0
     assert again.questions == 2
+    kept = evaluate(eval_set, settings, ["bm25"], embedder=embedder, limit=1, reuse_index=True)
+    assert kept.build.up_to_date
 
 
 def test_squad_eval_fails_loudly_when_paragraphs_do_not_line_up(
