@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from indexer.errors import ModelUnavailable
-from indexer.settings import DEFAULT_MODEL
+from indexer.settings import DEFAULT_MODEL, Settings
 from indexer.text import text_hash
 
 if TYPE_CHECKING:
@@ -63,12 +63,8 @@ def resolve_model(name: str) -> str:
 
 
 def cache_root() -> Path:
-    """Where exported models are kept: $PARACITE_CACHE_DIR, else ~/.cache/paracite."""
-    configured = os.environ.get("PARACITE_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "paracite"
+    """Where exported models are kept (the `cache_dir` setting, PARACITE_CACHE_DIR)."""
+    return Settings().cache_dir.expanduser()
 
 
 class _Encoder(Protocol):

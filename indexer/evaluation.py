@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
 import tempfile
@@ -572,8 +571,7 @@ class EvalReport:
 
 def default_cache_dir() -> Path:
     """Where evaluation indexes (and their embedding caches) live between runs."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "paracite" / "eval"
+    return Settings().cache_dir.expanduser() / "eval"
 
 
 def workspace_for(eval_set: EvalSet, settings: Settings, cache_dir: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -9,6 +10,12 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "paracite"
+
 Backend = Literal["torch", "onnx", "onnx-int8"]
 
 
@@ -25,6 +32,13 @@ class Settings(BaseSettings):
         description=(
             "Embedding model used when building an index: the bundled all-MiniLM-L6-v2 "
             "by default, or any sentence-transformers model name or local path."
+        ),
+    )
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir,
+        description=(
+            "Where exported ONNX models and evaluation indexes are kept "
+            "(default: $XDG_CACHE_HOME/paracite or ~/.cache/paracite)."
         ),
     )
     backend: Backend = Field("torch", description="Embedding backend: torch, onnx or onnx-int8.")
