@@ -1,0 +1,118 @@
+"""Shared helpers of the benchmark scripts: data sets, the indexed texts, tables, percentiles."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from indexer.build import passage_embedding_text  # noqa: E402
+from indexer.chunking import ChunkingOptions, chunk_document  # noqa: E402
+from indexer.embedding import Embedder  # noqa: E402
+from indexer.evaluation import EvalSet, load_eval_set, write_documents  # noqa: E402
+from indexer.loaders import discover_files, load_document  # noqa: E402
+
+DEFAULT_SEEDS = ROOT / "seeds"
+DEFAULT_SCIFACT = Path("/work/shared/eval/scifact")
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+def scifact(folder: Path) -> EvalSet:
+    """The BEIR SciFact folder (corpus, queries, train qrels) as an eval set."""
+    return load_eval_set(folder, "beir", "train")
+
+
+def write_corpus(eval_set: EvalSet, folder: Path, limit: int | None = None) -> int:
+    """Write the first `limit` documents of the set as files; return how many."""
+    chosen = eval_set.documents[:limit] if limit else eval_set.documents
+    subset = EvalSet(
+        eval_set.name,
+        eval_set.format,
+        eval_set.source,
+        eval_set.level,
+        list(chosen),
+        [],
+    )
+    write_documents(subset, folder)
+    return len(chosen)
+
+
+def indexed_texts(folder: Path, embedder: Embedder) -> tuple[list[str], list[str]]:
+    """The passage and sentence texts an index of `folder` embeds, chunked as the indexer does."""
+    options = ChunkingOptions(max_tokens=max(embedder.max_tokens - 2, 16), overlap=1)
+    passages: list[str] = []
+    sentences: list[str] = []
+    for path in discover_files(folder):
+        document = load_document(path, folder, 20 * 1024 * 1024)
+        for passage in chunk_document(document, options, embedder.count_tokens).passages:
+            passages.append(passage_embedding_text(passage))
+            sentences.extend(sentence.text for sentence in passage.sentences)
+    return passages, sentences
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) by linear interpolation."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], markdown: bool) -> None:
+    """Print rows as an aligned text table, or as a Markdown table."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    if markdown:
+        print("| " + " | ".join(headers) + " |")
+        print("|" + "|".join(" --- " for _ in headers) + "|")
+        for row in cells:
+            print("| " + " | ".join(row) + " |")
+        return
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "-"
+        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    return str(value)
+
+
+def machine_note() -> str:
+    """One line about the machine and its current load, printed above every table."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return f"# {os.cpu_count()} CPUs ({cpu}); load average {load}"
+
+
+def parse_backends(value: str) -> list[str]:
+    chosen = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in BACKENDS]
+    if unknown:
+        raise SystemExit(f"unknown backend(s): {', '.join(unknown)}; use {', '.join(BACKENDS)}")
+    return chosen

@@ -1,0 +1,120 @@
+"""Indexing throughput on SciFact per backend, and the re-index time of an unchanged corpus.
+
+For each backend the corpus (the first `--docs` abstracts, or `--torch-docs` for torch, which
+is slow) is written as files and indexed from scratch into a fresh folder with an empty
+embedding cache; throughput counts passages per second of the whole run (reading, chunking,
+embedding passages and their sentences, writing), and also every embedded text (passages +
+sentences) per second. The model is loaded before the clock starts. Then the same corpus
+is indexed again twice, timed with the model load included, as `paracite index` would run:
+once with the files untouched, once after rewriting every file with the same content.
+
+    .venv/bin/python bench/indexing.py                      # full SciFact, torch on 1,000
+    .venv/bin/python bench/indexing.py --backends onnx-int8 --docs 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from common import (
+    DEFAULT_SCIFACT,
+    machine_note,
+    parse_backends,
+    print_table,
+    scifact,
+    write_corpus,
+)
+
+from indexer.build import build_index
+from indexer.embedding import load_embedder
+from indexer.settings import DEFAULT_MODEL, Settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--scifact", type=Path, default=DEFAULT_SCIFACT, help="BEIR SciFact folder")
+    parser.add_argument("--backends", default="onnx-int8,onnx,torch", help="comma-separated")
+    parser.add_argument("--docs", type=int, default=0, help="abstracts to index (0 = all 5,183)")
+    parser.add_argument(
+        "--torch-docs", type=int, default=1000, help="abstracts for torch (0 = as --docs)"
+    )
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--work", type=Path, help="folder for corpus copies and indexes (default: a temp folder)"
+    )
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = parser.parse_args()
+    backends = parse_backends(args.backends)
+    eval_set = scifact(args.scifact)
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="paracite-bench-", dir=args.work) as work:
+        for backend in backends:
+            limit = args.torch_docs if backend == "torch" and args.torch_docs else args.docs
+            corpus = Path(work) / f"corpus-{backend}"
+            documents = write_corpus(eval_set, corpus, limit or None)
+            settings = Settings(
+                index=Path(work) / f"index-{backend}",
+                model=args.model,
+                backend=backend,  # type: ignore[arg-type]
+                batch_size=args.batch_size,
+            )
+            embedder = load_embedder(args.model, backend)
+            print(f"# {backend}: indexing {documents} abstracts ...", flush=True)
+            started = time.perf_counter()
+            report = build_index(corpus, settings, embedder=embedder)
+            seconds = time.perf_counter() - started
+            passages = sum(f.passages for f in report.files)
+            del embedder
+
+            started = time.perf_counter()
+            again = build_index(corpus, settings)
+            untouched = time.perf_counter() - started
+            assert again.up_to_date and again.embedded == 0, "unchanged corpus was re-indexed"
+
+            write_corpus(eval_set, corpus, limit or None)  # same content, new mtimes
+            started = time.perf_counter()
+            rewritten = build_index(corpus, settings)
+            touched = time.perf_counter() - started
+            assert rewritten.embedded == 0, "unchanged text was embedded again"
+
+            rows.append(
+                [
+                    backend,
+                    documents,
+                    passages,
+                    report.embedded,
+                    seconds,
+                    passages / seconds,
+                    report.embedded / seconds,
+                    untouched,
+                    touched,
+                ]
+            )
+            print(f"# {backend}: {seconds:.1f} s", flush=True)
+    print(machine_note())
+    print_table(
+        [
+            "backend",
+            "abstracts",
+            "passages",
+            "texts embedded",
+            "index s",
+            "passages/s",
+            "texts/s",
+            "re-index s (untouched)",
+            "re-index s (rewritten)",
+        ],
+        rows,
+        args.markdown,
+    )
+
+
+if __name__ == "__main__":
+    main()
