@@ -41,7 +41,7 @@ from indexer.store import (
     open_meta,
     read_blocks,
     read_lexical,
-    read_sentences,
+    read_passages,
     read_vectors,
     require_generation,
     vectors_of,
@@ -281,25 +281,7 @@ class Searcher:
 
     def _passage(self, passage_id: int) -> Passage:
         with self._lock:
-            row = self._db.execute(
-                "SELECT p.doc_id, d.title, p.paragraph, p.section, p.page, p.text, p.char_start, "
-                "p.char_end, p.window, p.first_sentence, p.sentence_count "
-                "FROM passages p JOIN documents d USING (doc_id) WHERE p.id = ?",
-                (passage_id,),
-            ).fetchone()
-            sentences = read_sentences(self._db, row[9], row[10])
-        return Passage(
-            doc_id=row[0],
-            title=row[1],
-            paragraph=row[2],
-            section=row[3],
-            page=row[4],
-            text=row[5],
-            char_start=row[6],
-            char_end=row[7],
-            sentences=sentences,
-            window=row[8],
-        )
+            return read_passages(self._db, "p.id = ?", (passage_id,))[0]
 
 
 def _one_thread_per_query() -> None:

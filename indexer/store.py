@@ -298,6 +298,31 @@ def read_blocks(db: sqlite3.Connection, doc_id: str) -> list[DocumentBlock]:
     return [DocumentBlock(*row) for row in rows]
 
 
+def read_passages(db: sqlite3.Connection, where: str, params: tuple[object, ...]) -> list[Passage]:
+    """Stored passages matching a condition on `passages p`, in id order, with sentences."""
+    rows = db.execute(
+        "SELECT p.doc_id, d.title, p.paragraph, p.section, p.page, p.text, p.char_start, "
+        "p.char_end, p.window, p.first_sentence, p.sentence_count "
+        f"FROM passages p JOIN documents d USING (doc_id) WHERE {where} ORDER BY p.id",
+        params,
+    ).fetchall()
+    return [
+        Passage(
+            doc_id=row[0],
+            title=row[1],
+            paragraph=row[2],
+            section=row[3],
+            page=row[4],
+            text=row[5],
+            char_start=row[6],
+            char_end=row[7],
+            sentences=read_sentences(db, row[9], row[10]),
+            window=row[8],
+        )
+        for row in rows
+    ]
+
+
 def read_chunked_documents(
     db: sqlite3.Connection, doc_ids: Sequence[str]
 ) -> Iterator[ChunkedDocument]:
@@ -313,25 +338,7 @@ def read_chunked_documents(
         document = Document(
             doc_id, title, source, [], fmt, json.loads(metadata), json.loads(warnings)
         )
-        passages = [
-            Passage(
-                doc_id=doc_id,
-                title=title,
-                paragraph=p[0],
-                section=p[1],
-                page=p[2],
-                text=p[3],
-                char_start=p[4],
-                char_end=p[5],
-                sentences=read_sentences(db, p[7], p[8]),
-                window=p[6],
-            )
-            for p in db.execute(
-                "SELECT paragraph, section, page, text, char_start, char_end, window, "
-                "first_sentence, sentence_count FROM passages WHERE doc_id = ? ORDER BY id",
-                (doc_id,),
-            ).fetchall()
-        ]
+        passages = read_passages(db, "p.doc_id = ?", (doc_id,))
         yield ChunkedDocument(document, read_blocks(db, doc_id), passages)
 
 

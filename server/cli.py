@@ -45,6 +45,23 @@ index_option = click.option(
 )
 
 
+def question_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The arguments shared by `ask` and `search`."""
+    for option in reversed(
+        [
+            click.argument("question"),
+            click.option(
+                "-k", default=5, show_default=True, type=click.IntRange(1, MAX_K), help="Passages."
+            ),
+            click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True),
+            click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+            index_option,
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 def _settings(**overrides: object) -> Settings:
     return Settings().with_overrides(**overrides)
 
@@ -89,11 +106,7 @@ def index(
 
 
 @main.command()
-@click.argument("question")
-@click.option("-k", default=5, show_default=True, type=click.IntRange(1, MAX_K), help="Passages.")
-@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@index_option
+@question_options
 def ask(question: str, k: int, mode: str, as_json: bool, index_dir: Path | None) -> None:
     """Answer QUESTION with the best sentence and the passages it comes from."""
     result = _open(index_dir).ask(question, k, mode)  # type: ignore[arg-type]
@@ -101,11 +114,7 @@ def ask(question: str, k: int, mode: str, as_json: bool, index_dir: Path | None)
 
 
 @main.command()
-@click.argument("question")
-@click.option("-k", default=5, show_default=True, type=click.IntRange(1, MAX_K), help="Passages.")
-@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@index_option
+@question_options
 def search(question: str, k: int, mode: str, as_json: bool, index_dir: Path | None) -> None:
     """List the passages that best match QUESTION."""
     result = _open(index_dir).search(question, k, mode)  # type: ignore[arg-type]
