@@ -16,6 +16,7 @@ def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "paracite"
 
+
 Backend = Literal["torch", "onnx", "onnx-int8"]
 
 
