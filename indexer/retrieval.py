@@ -13,6 +13,7 @@ from typing import Literal
 
 import bm25s
 import numpy as np
+import threadpoolctl
 
 from indexer.answer import (
     expected_answer_type,
@@ -52,6 +53,8 @@ Mode = Literal["hybrid", "bm25", "dense"]
 MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
 MAX_QUERY_CHARS = 1000
 MAX_K = 50
+# Passages whose sentences are compared with the question, per signal (see Searcher._score).
+CANDIDATES = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +113,9 @@ class Searcher:
                 f"index was built with {self.manifest.model!r} ({self.manifest.backend}), "
                 f"not {embedder.model_name!r} ({embedder.backend})"
             )
-        self.embedder = embedder or load_embedder(self.manifest.model, self.manifest.backend)
+        self.embedder = embedder or load_embedder(
+            self.manifest.model, self.manifest.backend, for_queries=True
+        )
         _one_thread_per_query()
         if self.embedder.dimension != self.manifest.dimension:
             raise ModelMismatch(
@@ -128,6 +133,7 @@ class Searcher:
         except sqlite3.DatabaseError as error:
             raise IndexCorrupt(f"index metadata at {generation} is unreadable: {error}") from error
         self._first_sentence = np.array([r[0] for r in ranges], dtype=np.int64)
+        self._sentence_count = np.array([r[1] for r in ranges], dtype=np.int64)
         self._passage_vectors = vectors_of(read_vectors(generation / PASSAGE_VECTORS))
         self._sentence_vectors = vectors_of(read_vectors(generation / SENTENCE_VECTORS))
         self._sentence_passage = np.repeat(
@@ -233,25 +239,54 @@ class Searcher:
         return self._author_passage.get(best_document)
 
     def _score(self, question: str, mode: Mode) -> _Scores:
+        """Score every passage; sentence cosines are computed for the candidates only.
+
+        Candidates are the passages best by their own embedding and BM25, and those holding
+        the sentences best by BM25 (CANDIDATES of each). Comparing the question with every
+        sentence cost as much as embedding it; the other passages keep their partial score,
+        ranked below every candidate.
+        """
         terms = list(set(lexical_terms(question)))
         query_vector = self.embedder.embed_query(question)
         dense_passages = self._passage_vectors @ query_vector
-        dense_sentences = self._sentence_vectors @ query_vector
         lexical = _normalised(_bm25(self._lexical, terms, len(dense_passages)))
-        sentence_lexical = _normalised(_bm25(self._sentence_lexical, terms, len(dense_sentences)))
+        sentence_lexical = _normalised(
+            _bm25(self._sentence_lexical, terms, len(self._sentence_passage))
+        )
         w = self.weights
         if mode == "bm25":
-            fused = lexical
+            partial = lexical
         elif mode == "dense":
-            best_dense = np.maximum.reduceat(dense_sentences, self._first_sentence)
-            fused = (w.passage * dense_passages + w.sentence * best_dense) / (
-                w.passage + w.sentence
-            )
+            partial = dense_passages
+        else:
+            partial = w.passage * dense_passages + w.lexical * lexical
+        candidates = np.union1d(
+            _top_k(partial, CANDIDATES),
+            self._sentence_passage[_top_k(sentence_lexical, CANDIDATES)]
+            if mode != "dense"
+            else np.zeros(0, dtype=np.int64),
+        )
+        starts = self._first_sentence[candidates]
+        counts = self._sentence_count[candidates]
+        rows = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        dense_sentences = np.full(len(self._sentence_passage), -1.0, dtype=np.float32)
+        dense_sentences[rows] = self._sentence_vectors[rows] @ query_vector
+        offsets = np.cumsum(counts) - counts
+        if mode == "bm25":
+            candidate_scores = lexical[candidates]
+        elif mode == "dense":
+            best_dense = np.maximum.reduceat(dense_sentences[rows], offsets)
+            candidate_scores = (
+                w.passage * dense_passages[candidates] + w.sentence * best_dense
+            ) / (w.passage + w.sentence)
         else:
             best_sentence = np.maximum.reduceat(
-                dense_sentences + w.sentence_lexical * sentence_lexical, self._first_sentence
+                dense_sentences[rows] + w.sentence_lexical * sentence_lexical[rows], offsets
             )
-            fused = w.passage * dense_passages + w.sentence * best_sentence + w.lexical * lexical
+            candidate_scores = partial[candidates] + w.sentence * best_sentence
+        # Non-candidates keep their order by the partial score, below every candidate.
+        fused = partial - float(partial.max()) + float(candidate_scores.min()) - 1.0
+        fused[candidates] = candidate_scores
         return _Scores(fused.astype(np.float32), dense_sentences, sentence_lexical)
 
     # -- documents ---------------------------------------------------------------------------
@@ -285,12 +320,13 @@ class Searcher:
 
 
 def _one_thread_per_query() -> None:
-    """Questions are embedded one per request thread. Letting torch also spread each one
-    over every core makes them thrash when the machine is busy: 960 ms against 67 ms per
-    question measured on this 2-core machine under load."""
+    """Questions are answered one per request thread, at most one per core at a time.
+    Letting torch or BLAS also spread each one over every core makes concurrent questions
+    thrash: 960 ms against 67 ms per question measured on this 2-core machine under load."""
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)
+    threadpoolctl.threadpool_limits(limits=1, user_api="blas")
 
 
 def _bm25(index: bm25s.BM25 | None, terms: list[str], size: int) -> np.ndarray:

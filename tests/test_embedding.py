@@ -139,6 +139,21 @@ def test_export_is_cached_and_reused(
     assert not list(folder.glob(".*tmp"))
 
 
+def test_query_embedder_runs_on_one_thread_with_the_same_vectors(
+    onnx_embedders: dict[str, Embedder],
+) -> None:
+    for backend in ("onnx", "onnx-int8"):
+        batch = onnx_embedders[backend]
+        queries = load_embedder(DEFAULT_MODEL, backend, for_queries=True)
+        assert isinstance(queries.encoder, embedding._OnnxEncoder)
+        assert isinstance(batch.encoder, embedding._OnnxEncoder)
+        assert queries.encoder.session.get_session_options().intra_op_num_threads == 1
+        assert batch.encoder.session.get_session_options().intra_op_num_threads == 0
+        np.testing.assert_allclose(
+            queries.embed_query(SENTENCES[0]), batch.embed_query(SENTENCES[0]), atol=1e-5
+        )
+
+
 def test_concurrent_loads_export_once(
     onnx_embedders: dict[str, Embedder],
     cache_dir: Path,

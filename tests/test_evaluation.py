@@ -312,8 +312,8 @@ def test_beir_eval_end_to_end(tmp_path: Path, embedder: Embedder) -> None:
 def test_cli_eval_on_tiny_squad(
     tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(build, "load_embedder", lambda *args: embedder)
-    monkeypatch.setattr(retrieval, "load_embedder", lambda *args: embedder)
+    monkeypatch.setattr(build, "load_embedder", lambda *args, **kwargs: embedder)
+    monkeypatch.setattr(retrieval, "load_embedder", lambda *args, **kwargs: embedder)
     squad = write_squad(tmp_path / "tiny.json")
     common = ["eval", str(squad), "--cache", str(tmp_path / "cache"), "--limit", "3"]
     runner = CliRunner()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from indexer import retrieval
 from indexer.errors import InvalidQuery
 from indexer.models import NO_ANSWER_MESSAGE
 from indexer.retrieval import Searcher
@@ -96,3 +98,33 @@ def test_invalid_questions_are_refused(
 ) -> None:
     with pytest.raises(InvalidQuery, match=message):
         searcher.ask(query, k)
+
+
+RANKING_QUESTIONS = (
+    "How many documents were examined between 2024 and March 2025?",
+    "Why does Kim Jong Un distrust the United States?",
+    "What does the Acheson Line symbolize for South Koreans?",
+)
+
+
+def test_few_sentence_candidates_keep_the_ranking_of_every_candidate(
+    searcher: Searcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every passage a candidate the ranking is exact; with 3 per signal, the passages
+    compared sentence by sentence keep their exact scores and rank above the others."""
+    assert retrieval.CANDIDATES >= searcher.stats().passages
+    for question in RANKING_QUESTIONS:
+        exact = searcher._score(question, "hybrid")
+        with monkeypatch.context() as patch:
+            patch.setattr(retrieval, "CANDIDATES", 3)
+            limited = searcher._score(question, "hybrid")
+            result = searcher.ask(question, k=5)
+        compared = np.flatnonzero(limited.sentence_dense > -1.0)
+        candidates = np.unique(searcher._sentence_passage[compared])
+        assert 3 <= len(candidates) <= 6
+        np.testing.assert_allclose(limited.fused[candidates], exact.fused[candidates], rtol=1e-6)
+        others = np.setdiff1d(np.arange(len(limited.fused)), candidates)
+        assert limited.fused[others].max() < limited.fused[candidates].min()
+        assert int(np.argmax(limited.fused)) == int(np.argmax(exact.fused))
+        assert result.answer is not None
+        assert result.hits[0].passage == searcher._passage(int(np.argmax(exact.fused)))
