@@ -1,0 +1,265 @@
+"""Question latency on the SciFact index: in process, and over HTTP against a real server.
+
+In process, `Searcher.ask` answers the first `--questions` SciFact train queries one at a time
+(after a warm-up). Over HTTP, `paracite serve` runs in its own process (uvicorn, as users run
+it) and 1, 4 and 16 concurrent clients (threads with keep-alive connections) send GET
+/api/ask requests for `--seconds` each; every request must return 200. Reported: p50/p99
+latency, requests/s, and the server's resident memory (RSS) after each load and at its peak.
+The clients share the 2 CPUs with the server, so HTTP figures include that contention.
+
+The index is `--index` if given; otherwise SciFact is indexed (once, then incrementally) into
+`$PARACITE_CACHE_DIR/bench/` with `--backend`.
+
+    .venv/bin/python bench/query_latency.py --backend onnx-int8
+    .venv/bin/python bench/query_latency.py --index ~/.cache/paracite/eval/scifact-...-onnx-int8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from common import (
+    BACKENDS,
+    DEFAULT_SCIFACT,
+    ROOT,
+    machine_note,
+    percentile,
+    print_table,
+    scifact,
+    write_corpus,
+)
+
+from indexer.build import build_index
+from indexer.retrieval import Searcher
+from indexer.settings import DEFAULT_MODEL, Settings
+from indexer.store import Manifest, current_generation
+
+CONCURRENCY = (1, 4, 16)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--index", type=Path, help="an existing index (default: build SciFact)")
+    parser.add_argument("--scifact", type=Path, default=DEFAULT_SCIFACT, help="BEIR SciFact folder")
+    parser.add_argument("--backend", choices=BACKENDS, help="backend of the index to build")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--questions", type=int, default=200, help="in-process questions")
+    parser.add_argument("--seconds", type=float, default=20.0, help="HTTP load per concurrency")
+    parser.add_argument(
+        "--clients", default=",".join(map(str, CONCURRENCY)), help="concurrent clients to try"
+    )
+    parser.add_argument("--k", type=int, default=5, help="passages per answer")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    args = parser.parse_args()
+
+    eval_set = scifact(args.scifact)
+    questions = [question.text for question in eval_set.questions]
+    settings = _index_settings(args, eval_set)
+    print(f"# index {settings.index} ({settings.backend})", flush=True)
+
+    searcher = Searcher.open(settings.index, answer_threshold=settings.answer_threshold)
+    for text in questions[:10]:
+        searcher.ask(text, args.k)
+    timings = []
+    for text in questions[: args.questions]:
+        started = time.perf_counter()
+        searcher.ask(text, args.k)
+        timings.append((time.perf_counter() - started) * 1000)
+    stats = searcher.stats()
+    searcher.close()
+    del searcher
+    print(machine_note())
+    print(f"# in process: {len(timings)} questions, {stats.passages} passages indexed")
+    print_table(
+        ["questions", "p50 ms", "p99 ms", "mean ms"],
+        [
+            [
+                len(timings),
+                percentile(timings, 50),
+                percentile(timings, 99),
+                sum(timings) / len(timings),
+            ]
+        ],
+        args.markdown,
+    )
+
+    clients = [int(value) for value in args.clients.split(",") if value.strip()]
+    rows = _http_rows(settings, questions, clients, args.seconds, args.k)
+    print(machine_note())
+    print(f"# over HTTP: GET /api/ask?k={args.k}, {args.seconds:.0f} s per row")
+    print_table(
+        [
+            "clients",
+            "requests",
+            "requests/s",
+            "p50 ms",
+            "p99 ms",
+            "server CPU ms/req",
+            "client CPU ms/req",
+            "server RSS MiB",
+            "server peak RSS MiB",
+        ],
+        rows,
+        args.markdown,
+    )
+
+
+def _index_settings(args: argparse.Namespace, eval_set: object) -> Settings:
+    """Settings pointing at the index to query, building the SciFact one if none is given."""
+    if args.index:
+        generation = current_generation(args.index.resolve())
+        if generation is None:
+            raise SystemExit(f"{args.index} holds no index")
+        manifest = Manifest.read(generation)
+        return Settings(index=args.index, model=manifest.model, backend=manifest.backend)
+    backend = args.backend or Settings().backend
+    work = Settings().cache_dir.expanduser() / "bench"
+    corpus = work / "scifact-corpus"
+    if not corpus.is_dir():
+        write_corpus(eval_set, corpus)  # type: ignore[arg-type]
+    settings = Settings(
+        index=work / f"scifact-index-{backend}",
+        model=args.model,
+        backend=backend,
+    )
+    started = time.perf_counter()
+    report = build_index(corpus, settings)
+    state = "up to date" if report.up_to_date else f"{report.embedded} texts embedded"
+    print(f"# indexed SciFact in {time.perf_counter() - started:.1f} s ({state})", flush=True)
+    return settings
+
+
+def _http_rows(
+    settings: Settings, questions: list[str], clients: list[int], seconds: float, k: int
+) -> list[list[object]]:
+    port = _free_port()
+    environment = {
+        **os.environ,
+        "PARACITE_INDEX": str(settings.index),
+        "PARACITE_MODEL": settings.model,
+        "PARACITE_BACKEND": settings.backend,
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_ready(server, base)
+        _load(base, questions, 1, 3.0, k)  # warm-up
+        rows: list[list[object]] = []
+        for count in clients:
+            server_cpu, client_cpu = _cpu_seconds(server.pid), time.process_time()
+            latencies, elapsed = _load(base, questions, count, seconds, k)
+            server_cpu = _cpu_seconds(server.pid) - server_cpu
+            client_cpu = time.process_time() - client_cpu
+            rss, peak = _memory_mib(server.pid)
+            rows.append(
+                [
+                    count,
+                    len(latencies),
+                    len(latencies) / elapsed,
+                    percentile(latencies, 50),
+                    percentile(latencies, 99),
+                    server_cpu * 1000 / len(latencies),
+                    client_cpu * 1000 / len(latencies),
+                    rss,
+                    peak,
+                ]
+            )
+            print(f"# {count} clients done", flush=True)
+        return rows
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _load(
+    base: str, questions: list[str], clients: int, seconds: float, k: int
+) -> tuple[list[float], float]:
+    """`clients` threads ask questions in turn for `seconds`; returns latencies (ms), elapsed."""
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def client(offset: int) -> None:
+        with httpx.Client(base_url=base, timeout=60) as http:
+            position = offset
+            while time.perf_counter() < deadline:
+                question = questions[position % len(questions)]
+                position += clients
+                started = time.perf_counter()
+                response = http.get("/api/ask", params={"q": question, "k": k})
+                took = (time.perf_counter() - started) * 1000
+                with lock:
+                    if response.status_code == 200:
+                        latencies.append(took)
+                    else:
+                        failures.append(f"{response.status_code} {response.text[:200]}")
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise SystemExit(f"{len(failures)} requests failed, first: {failures[0]}")
+    return latencies, elapsed
+
+
+def _wait_until_ready(server: subprocess.Popen[str], base: str) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            error = server.stderr.read() if server.stderr else ""
+            raise SystemExit(f"the server exited ({server.returncode}):\n{error[-2000:]}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("the server did not become ready in 300 s")
+
+
+def _memory_mib(pid: int) -> tuple[float, float]:
+    """The process's resident memory now and at its peak (VmRSS, VmHWM) in MiB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in {"VmRSS", "VmHWM"}:
+            values[key] = int(rest.split()[0]) / 1024
+    return values.get("VmRSS", float("nan")), values.get("VmHWM", float("nan"))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+if __name__ == "__main__":
+    main()
