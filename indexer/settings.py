@@ -42,7 +42,9 @@ class Settings(BaseSettings):
             "(default: $XDG_CACHE_HOME/paracite or ~/.cache/paracite)."
         ),
     )
-    backend: Backend = Field("torch", description="Embedding backend: torch, onnx or onnx-int8.")
+    backend: Backend = Field(
+        "onnx-int8", description="Embedding backend: onnx-int8 (default), onnx or torch."
+    )
     batch_size: int = Field(64, ge=1, le=4096, description="Texts embedded per batch.")
     max_file_mb: float = Field(
         20.0, gt=0, description="Files larger than this (in MB) are skipped with a reason."

@@ -16,9 +16,24 @@ from indexer.settings import DEFAULT_MODEL, Settings
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def export_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """ONNX exports made by this run go to a folder of its own, never the user's cache."""
+    folder = tmp_path_factory.mktemp("paracite-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PARACITE_CACHE_DIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    """The bundled all-MiniLM-L6-v2, loaded offline once for the whole run."""
+def embedder(export_cache: Path) -> Embedder:
+    """The bundled all-MiniLM-L6-v2 on the default backend, loaded offline once for the run."""
+    return load_embedder(DEFAULT_MODEL, Settings().backend)
+
+
+@pytest.fixture(scope="session")
+def torch_embedder() -> Embedder:
+    """The bundled model on torch: the reference the ONNX backends are checked against."""
     return load_embedder(DEFAULT_MODEL, "torch")
 
 
