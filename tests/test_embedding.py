@@ -214,3 +214,34 @@ def test_unwritable_cache_is_reported(
     monkeypatch.setenv("PARACITE_CACHE_DIR", str(blocker))
     with pytest.raises(ModelUnavailable, match="PARACITE_CACHE_DIR"):
         load_embedder(DEFAULT_MODEL, "onnx")
+
+
+class _RecordingEncoder:
+    """Vectors that say which text they came from; remembers each chunk it was given."""
+
+    dimension = 2
+    max_tokens = 16
+
+    def __init__(self) -> None:
+        self.chunks: list[list[str]] = []
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        self.chunks.append(texts)
+        return np.array([[len(text), 1.0] for text in texts], dtype=np.float32)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [len(text.split()) for text in texts]
+
+
+def test_embedding_batches_texts_of_similar_length_and_keeps_the_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(embedding, "EMBED_CHUNK", 2)
+    encoder = _RecordingEncoder()
+    embedder = Embedder("fake", "onnx", encoder)
+    texts = ["a", "a much longer sentence here", "medium text", "bb"]
+    progress: list[int] = []
+    vectors = embedder.embed(texts, on_progress=progress.append)
+    assert encoder.chunks == [["a much longer sentence here", "medium text"], ["bb", "a"]]
+    assert vectors[:, 0].tolist() == [float(len(text)) for text in texts]
+    assert progress == [2, 2]
