@@ -467,29 +467,33 @@ def _quantize(source: Path, target: Path, isa: str) -> None:
     With VNNI (or on arm64) weights are signed int8 at full range. On x86 without VNNI the
     u8 x s8 kernels can saturate, so weights are unsigned too (u8 x u8 kernels do not).
     """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    weights = QuantType.QUInt8 if isa == "avx2" else QuantType.QInt8
-
-    def write(path: Path) -> None:
-        quantize_dynamic(
-            source,
-            path,
-            weight_type=weights,
-            per_channel=True,
-            reduce_range=False,
-            op_types_to_quantize=["MatMul"],
-        )
-
     import logging
 
-    quiet = logging.getLogger()
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing hint as a warning
+    # onnxruntime.quantization calls logging.basicConfig() on import, which would print every
+    # library's log records on stderr for the rest of the run; its import and the pre-processing
+    # hint it logs as a warning are kept out of the user's output.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    root.setLevel(logging.ERROR)
     try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        weights = QuantType.QUInt8 if isa == "avx2" else QuantType.QInt8
+
+        def write(path: Path) -> None:
+            quantize_dynamic(
+                source,
+                path,
+                weight_type=weights,
+                per_channel=True,
+                reduce_range=False,
+                op_types_to_quantize=["MatMul"],
+            )
+
         _write_atomic(target, write)
     finally:
-        quiet.setLevel(level)
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 class EmbeddingCache:

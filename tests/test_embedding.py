@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -245,3 +248,32 @@ def test_embedding_batches_texts_of_similar_length_and_keeps_the_order(
     assert encoder.chunks == [["a much longer sentence here", "medium text"], ["bb", "a"]]
     assert vectors[:, 0].tolist() == [float(len(text)) for text in texts]
     assert progress == [2, 2]
+
+
+def test_quantizing_leaves_the_program_logging_alone(
+    onnx_embedders: dict[str, Embedder], cache_dir: Path, tmp_path: Path
+) -> None:
+    """onnxruntime.quantization configures the root logger on import; that must not stick,
+    or every library's debug records end up in `paracite index` output."""
+    script = (
+        "import logging, sys\n"
+        "from pathlib import Path\n"
+        "from indexer.embedding import _quantize\n"
+        "_quantize(Path(sys.argv[1]), Path(sys.argv[2]), 'avx2')\n"
+        "chatty = logging.getLogger('bm25s')\n"
+        "chatty.setLevel(logging.DEBUG)\n"
+        "chatty.debug('a library debug record')\n"
+        "print(len(logging.getLogger().handlers), logging.getLogger().level)\n"
+    )
+    source = _export_folder(cache_dir) / ONNX_FP32
+    target = tmp_path / "model_int8.onnx"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(source), str(target)],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["0", str(logging.WARNING)]
+    assert "a library debug record" not in done.stderr
+    assert target.stat().st_size > 0
