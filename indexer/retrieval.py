@@ -266,12 +266,15 @@ class Searcher:
             if mode != "dense"
             else np.zeros(0, dtype=np.int64),
         )
-        starts = self._first_sentence[candidates]
+        # rows: the candidates' sentences, one passage after another; offsets: where each
+        # candidate's sentences begin in rows.
         counts = self._sentence_count[candidates]
-        rows = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        offsets = np.cumsum(counts) - counts
+        rows = np.repeat(self._first_sentence[candidates] - offsets, counts) + np.arange(
+            counts.sum()
+        )
         dense_sentences = np.full(len(self._sentence_passage), -1.0, dtype=np.float32)
         dense_sentences[rows] = self._sentence_vectors[rows] @ query_vector
-        offsets = np.cumsum(counts) - counts
         if mode == "bm25":
             candidate_scores = lexical[candidates]
         elif mode == "dense":
