@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from indexer.embedding import BACKENDS
 from indexer.errors import ParaciteError
 from indexer.models import AskResult, IndexReport
 from indexer.retrieval import MAX_K, MODES, Searcher
@@ -42,6 +43,17 @@ index_option = click.option(
     "index_dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Index folder (default: PARACITE_INDEX or ./.paracite).",
+)
+model_option = click.option(
+    "--model",
+    help="sentence-transformers model name or path (default: PARACITE_MODEL or the bundled "
+    "all-MiniLM-L6-v2).",
+)
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    help="Embedding backend (default: PARACITE_BACKEND or "
+    f"{Settings.model_fields['backend'].default}).",
 )
 
 
@@ -82,10 +94,8 @@ def main() -> None:
 @main.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @index_option
-@click.option("--model", help="sentence-transformers model name or path (default: bundled MiniLM).")
-@click.option(
-    "--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), help="Embedding backend."
-)
+@model_option
+@backend_option
 @click.option("--rebuild", is_flag=True, help="Start from scratch instead of updating.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars; print the summary only.")
 def index(
@@ -187,10 +197,8 @@ def serve(index_dir: Path | None, host: str | None, port: int | None) -> None:
     help="Keep the cached eval index if the documents are unchanged (default: re-chunk with "
     "the current code; vectors always come from the cache).",
 )
-@click.option("--model", help="sentence-transformers model name or path (default: bundled MiniLM).")
-@click.option(
-    "--backend", type=click.Choice(["torch", "onnx", "onnx-int8"]), help="Embedding backend."
-)
+@model_option
+@backend_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def eval_command(
     path: Path,
