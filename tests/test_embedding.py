@@ -251,7 +251,7 @@ def test_embedding_batches_texts_of_similar_length_and_keeps_the_order(
 
 
 def test_quantizing_leaves_the_program_logging_alone(
-    onnx_embedders: dict[str, Embedder], cache_dir: Path, tmp_path: Path
+    onnx_embedders: dict[str, Embedder], tmp_path: Path
 ) -> None:
     """onnxruntime.quantization configures the root logger on import; that must not stick,
     or every library's debug records end up in `paracite index` output."""
@@ -265,7 +265,9 @@ def test_quantizing_leaves_the_program_logging_alone(
         "chatty.debug('a library debug record')\n"
         "print(len(logging.getLogger().handlers), logging.getLogger().level)\n"
     )
-    source = _export_folder(cache_dir) / ONNX_FP32
+    exported = onnx_embedders["onnx"].encoder
+    assert isinstance(exported, embedding._OnnxEncoder)
+    source = exported.folder / ONNX_FP32
     target = tmp_path / "model_int8.onnx"
     done = subprocess.run(
         [sys.executable, "-c", script, str(source), str(target)],
