@@ -38,6 +38,7 @@ from common import (
 )
 
 from indexer.build import build_index
+from indexer.evaluation import EvalSet
 from indexer.retrieval import Searcher
 from indexer.settings import DEFAULT_MODEL, Settings
 from indexer.store import Manifest, current_generation
@@ -114,7 +115,7 @@ def main() -> None:
     )
 
 
-def _index_settings(args: argparse.Namespace, eval_set: object) -> Settings:
+def _index_settings(args: argparse.Namespace, eval_set: EvalSet) -> Settings:
     """Settings pointing at the index to query, building the SciFact one if none is given."""
     if args.index:
         generation = current_generation(args.index.resolve())
@@ -126,7 +127,7 @@ def _index_settings(args: argparse.Namespace, eval_set: object) -> Settings:
     work = Settings().cache_dir.expanduser() / "bench"
     corpus = work / "scifact-corpus"
     if not corpus.is_dir():
-        write_corpus(eval_set, corpus)  # type: ignore[arg-type]
+        write_corpus(eval_set, corpus)
     settings = Settings(
         index=work / f"scifact-index-{backend}",
         model=args.model,

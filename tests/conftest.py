@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cache_helpers import fresh_cache_dir
 
 from indexer.build import build_index
 from indexer.embedding import Embedder, load_embedder
@@ -19,10 +20,7 @@ SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 @pytest.fixture(scope="session", autouse=True)
 def export_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """ONNX exports made by this run go to a folder of its own, never the user's cache."""
-    folder = tmp_path_factory.mktemp("paracite-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PARACITE_CACHE_DIR", str(folder))
-        yield folder
+    yield from fresh_cache_dir(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

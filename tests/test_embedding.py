@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cache_helpers import fresh_cache_dir
 
 from indexer import embedding
 from indexer.embedding import ONNX_FP32, Embedder, load_embedder
@@ -51,10 +52,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A fresh export cache: the ONNX export and its int8 variant are made in this run."""
-    folder = tmp_path_factory.mktemp("paracite-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PARACITE_CACHE_DIR", str(folder))
-        yield folder
+    yield from fresh_cache_dir(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
