@@ -71,6 +71,12 @@ def passage_embedding_text(passage: Passage) -> str:
     return f"{passage.title}\n{passage.text}" if passage.title else passage.text
 
 
+def _sentence_spans(passage: Passage, embedded_text: str) -> list[tuple[int, int]]:
+    """Where the passage's sentences are in the text embedded for it (after any title)."""
+    shift = len(embedded_text) - len(passage.text)
+    return [(s.start + shift, s.end + shift) for s in passage.sentences]
+
+
 def lexical_text(passage: Passage) -> str:
     return " ".join(part for part in (passage.title, passage.section, passage.text) if part)
 
@@ -101,6 +107,10 @@ def build_index(
             max_tokens=max(embedder.max_tokens - 2, 16), overlap=settings.window_overlap
         )
         same_chunking = old_manifest is not None and old_manifest.chunking == options.to_dict()
+        in_context = settings.sentence_vectors == "in-context" and embedder.encoder.pools_spans
+        same_vectors = old_manifest is not None and old_manifest.sentence_vectors == (
+            "in-context" if in_context else "standalone"
+        )
         old_records = _read_file_records(previous) if previous and same_chunking else {}
 
         report = IndexReport()
@@ -111,7 +121,13 @@ def build_index(
         for doc_id in sorted(set(old_records) - kept):
             if not any(f.path == doc_id for f in report.files):
                 report.files.append(FileReport(doc_id, "removed"))
-        if previous and same_chunking and not chunked and set(unchanged) == set(old_records):
+        if (
+            previous
+            and same_chunking
+            and same_vectors
+            and not chunked
+            and set(unchanged) == set(old_records)
+        ):
             report.up_to_date = True
             report.seconds = time.perf_counter() - started
             return report
@@ -120,7 +136,15 @@ def build_index(
         try:
             documents = _merge(previous, unchanged, chunked)
             _write_generation(
-                staged, documents, options, embedder, settings, index_dir, report, progress
+                staged,
+                documents,
+                options,
+                embedder,
+                settings,
+                index_dir,
+                report,
+                progress,
+                in_context=in_context,
             )
             publish_generation(index_dir, staged)
         except BaseException:
@@ -234,6 +258,8 @@ def _write_generation(
     index_dir: Path,
     report: IndexReport,
     progress: Progress,
+    *,
+    in_context: bool,
 ) -> None:
     passages = [p for loaded in documents for p in loaded.chunked.passages]
     sentences = [s for p in passages for s in p.sentences]
@@ -243,19 +269,18 @@ def _write_generation(
     )
     try:
         progress.start("Embedding", len(passages) + len(sentences))
-        passage_vectors, embedded_p = embed_cached(
+        texts = [passage_embedding_text(p) for p in passages]
+        passage_vectors, sentence_vectors, report.embedded = embed_cached(
             embedder,
             cache,
-            [passage_embedding_text(p) for p in passages],
+            texts,
+            [_sentence_spans(p, text) for p, text in zip(passages, texts, strict=True)],
             settings.batch_size,
             progress.advance,
-        )
-        sentence_vectors, embedded_s = embed_cached(
-            embedder, cache, [s.text for s in sentences], settings.batch_size, progress.advance
+            in_context=in_context,
         )
     finally:
         cache.close()
-    report.embedded = embedded_p + embedded_s
     report.reused_embeddings = len(passages) + len(sentences) - report.embedded
 
     progress.start("Writing index", 3)
@@ -282,6 +307,7 @@ def _write_generation(
         passages=len(passages),
         sentences=len(sentences),
         built_at=now_iso(),
+        sentence_vectors="in-context" if in_context else "standalone",
     ).write(staged)
 
 

@@ -6,6 +6,13 @@ normalisation) in onnxruntime, tokenised with the model's own fast tokenizer. Th
 made once per model from its local files, checked against torch, and kept in the user cache
 (`$PARACITE_CACHE_DIR/onnx/`, by default `~/.cache/paracite/onnx/`) for the indexer and the
 server to reuse; the int8 variant is a dynamic quantisation tuned to the CPU's instruction set.
+
+Sentences are embedded on their own, or, with `in_context` ("late chunking"), in the same
+pass as their passage: a sentence's vector is then the mean of the token embeddings inside
+it from the run over the whole passage. That is how a mean-pooling model embeds any text, so
+each sentence is read in the context of its passage and costs nothing beyond it: indexing
+is about twice as fast, while rankings lose a little (eval/reports/README.md). Models that
+pool otherwise always embed sentences on their own.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ BUNDLED_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 BACKENDS = ("torch", "onnx", "onnx-int8")
 EMBED_CHUNK = 256
 # Bump when the export or quantisation changes: older cached exports are then ignored.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 ONNX_META = "paracite-onnx.json"
 ONNX_FP32 = "model.onnx"
 ONNX_TOKENIZER = "tokenizer.json"
@@ -67,13 +74,25 @@ def cache_root() -> Path:
     return Settings().cache_dir.expanduser()
 
 
+Span = tuple[int, int]
+
+
 class _Encoder(Protocol):
-    """What a backend provides: unit-length vectors and the tokenizer's token counts."""
+    """What a backend provides: unit-length vectors and the tokenizer's token counts.
+
+    An encoder whose model mean-pools its token embeddings (`pools_spans`) also returns, for
+    each text, the vectors of character spans of it from the same run.
+    """
 
     dimension: int
     max_tokens: int
+    pools_spans: bool
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray: ...
+
+    def encode_with_spans(
+        self, texts: list[str], spans: list[list[Span]], batch_size: int
+    ) -> tuple[np.ndarray, list[np.ndarray]]: ...
 
     def count_tokens(self, texts: list[str]) -> list[int]: ...
 
@@ -120,6 +139,50 @@ class Embedder:
                 on_progress(len(rows))
         return vectors
 
+    def embed_with_spans(
+        self,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[Span]],
+        batch_size: int = 64,
+        on_progress: Callable[[int], None] | None = None,
+        *,
+        in_context: bool = False,
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Vectors of `texts`, and of the character spans `spans[i]` of each `texts[i]`.
+
+        Spans are embedded on their own, or with `in_context` (and a mean-pooling model)
+        pooled from the run over their whole text (see the module docstring); a span the
+        tokenizer cut off is then embedded on its own. Progress counts texts and spans.
+        """
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        span_vectors = [np.zeros((len(own), self.dimension), dtype=np.float32) for own in spans]
+        order = _longest_first(texts)
+        alone: list[tuple[int, int]] = []  # (text, span) pairs embedded on their own
+        for start in range(0, len(texts), EMBED_CHUNK):
+            rows = order[start : start + EMBED_CHUNK]
+            left_before = len(alone)
+            if in_context and self.encoder.pools_spans:
+                chunk_vectors, chunk_spans = self.encoder.encode_with_spans(
+                    [texts[row] for row in rows], [list(spans[row]) for row in rows], batch_size
+                )
+                vectors[rows] = chunk_vectors
+                for row, pooled in zip(rows, chunk_spans, strict=True):
+                    span_vectors[row] = pooled
+                    alone.extend((int(row), int(i)) for i in np.flatnonzero(np.isnan(pooled[:, 0])))
+            else:
+                vectors[rows] = self.encoder.encode([texts[row] for row in rows], batch_size)
+                alone.extend((int(row), i) for row in rows for i in range(len(spans[row])))
+            if on_progress:
+                done = sum(len(spans[row]) + 1 for row in rows)
+                on_progress(done - (len(alone) - left_before))
+        if alone:
+            pieces = [texts[row][slice(*spans[row][i])] for row, i in alone]
+            for (row, i), vector in zip(alone, self.embed(pieces, batch_size), strict=True):
+                span_vectors[row][i] = vector
+            if on_progress:
+                on_progress(len(alone))
+        return vectors, span_vectors
+
     def embed_query(self, text: str) -> np.ndarray:
         return self.encoder.encode([text], 1)[0]
 
@@ -127,6 +190,37 @@ class Embedder:
 def _longest_first(texts: Sequence[str]) -> np.ndarray:
     """Positions of `texts` from the longest to the shortest (characters stand in for tokens)."""
     return np.argsort([-len(text) for text in texts], kind="stable")
+
+
+def _pool_spans(
+    tokens: np.ndarray, offsets: np.ndarray, spans: Sequence[Span], dimension: int
+) -> np.ndarray:
+    """Unit-length mean of the token embeddings inside each character span.
+
+    `offsets` are the tokens' character spans (special tokens have empty ones). A span that
+    reaches past the last token the tokenizer kept gets a row of NaN: it must be embedded
+    on its own.
+    """
+    pooled = np.full((len(spans), dimension), np.nan, dtype=np.float32)
+    real = offsets[:, 1] > offsets[:, 0]
+    covered_to = int(offsets[real, 1].max()) if real.any() else 0
+    for row, (start, end) in enumerate(spans):
+        inside = real & (offsets[:, 0] >= start) & (offsets[:, 1] <= end)
+        if end > covered_to or not inside.any():
+            continue
+        mean = tokens[inside].mean(axis=0)
+        length = float(np.linalg.norm(mean))
+        if length > 0:
+            pooled[row] = mean / length
+    return pooled
+
+
+def _pools_by_mean(model: SentenceTransformer) -> bool:
+    """Whether the model's embedding is the (normalised) mean of its token embeddings."""
+    kinds = [type(module).__name__ for module in model]
+    return kinds in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]) and (
+        getattr(model[1], "pooling_mode", None) == "mean"
+    )
 
 
 def load_embedder(model_name: str, backend: str, *, for_queries: bool = False) -> Embedder:
@@ -190,6 +284,32 @@ class _TorchEncoder:
             raise ValueError("the model does not say its embedding dimension")
         self.dimension = int(dimension)
         self.max_tokens = int(model.max_seq_length or 256)
+        self.pools_spans = _pools_by_mean(model)
+
+    def encode_with_spans(
+        self, texts: list[str], spans: list[list[Span]], batch_size: int
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        tokens = self.model.encode(
+            texts,
+            batch_size=batch_size,
+            output_value="token_embeddings",
+            convert_to_numpy=False,
+            show_progress_bar=False,
+        )
+        encoded = self.model.tokenizer(
+            texts, truncation=True, max_length=self.max_tokens, return_offsets_mapping=True
+        )
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        pooled = []
+        for row, (own, own_spans) in enumerate(zip(tokens, spans, strict=True)):
+            matrix = own.float().cpu().numpy()
+            mean = matrix.mean(axis=0)
+            vectors[row] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+            offsets = np.asarray(encoded["offset_mapping"][row], dtype=np.int64).reshape(-1, 2)
+            if len(offsets) != len(matrix):  # tokenised differently: embed the spans alone
+                offsets = np.zeros((len(matrix), 2), dtype=np.int64)
+            pooled.append(_pool_spans(matrix, offsets, own_spans, self.dimension))
+        return vectors, pooled
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         vectors = self.model.encode(
@@ -225,6 +345,7 @@ class _OnnxEncoder:
         self.lower_case = bool(meta.get("do_lower_case", False))
         self.inputs: list[str] = list(meta["inputs"])
         self.pad_id = int(meta.get("pad_id", 0))
+        self.pools_spans = bool(meta.get("pools_spans", False))
         counting: Tokenizer = Tokenizer.from_file(str(folder / ONNX_TOKENIZER))
         counting.no_padding()
         counting.no_truncation()
@@ -261,7 +382,10 @@ class _OnnxEncoder:
         return cls(folder, model_file, meta, threads)
 
     def _prepare(self, texts: list[str]) -> list[str]:
-        return [text.lower() for text in texts] if self.lower_case else texts
+        """Lowercased if the model says so, character by character so that offsets hold."""
+        if not self.lower_case:
+            return texts
+        return ["".join(c if len(c.lower()) != 1 else c.lower() for c in text) for text in texts]
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         encoded = self._counting.encode_batch(self._prepare(texts), add_special_tokens=False)
@@ -269,11 +393,35 @@ class _OnnxEncoder:
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for rows, outputs, _ in self._runs(texts, batch_size, with_tokens=False):
+            vectors[rows] = outputs[0]
+        return vectors
+
+    def encode_with_spans(
+        self, texts: list[str], spans: list[list[Span]], batch_size: int
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        pooled: list[np.ndarray] = [np.zeros((0, self.dimension), dtype=np.float32)] * len(texts)
+        for rows, (embedded, tokens), encoded in self._runs(texts, batch_size, with_tokens=True):
+            vectors[rows] = embedded
+            for position, index in enumerate(rows):
+                item = encoded[index]
+                offsets = np.asarray(item.offsets, dtype=np.int64).reshape(-1, 2)
+                pooled[index] = _pool_spans(
+                    tokens[position, : len(item.ids)], offsets, spans[index], self.dimension
+                )
+        return vectors, pooled
+
+    def _runs(
+        self, texts: list[str], batch_size: int, *, with_tokens: bool
+    ) -> Iterator[tuple[np.ndarray, list[np.ndarray], list[Any]]]:
+        """(rows, outputs, encodings) per batch; texts of similar length share a batch."""
         if not texts:
-            return vectors
+            return
         encoded = self._tokenizer.encode_batch(self._prepare(texts))
         lengths = np.array([len(item.ids) for item in encoded])
-        order = np.argsort(-lengths, kind="stable")  # similar lengths share a batch: less padding
+        order = np.argsort(-lengths, kind="stable")
+        outputs = ["sentence_embedding", "token_embeddings"] if with_tokens else None
         for start in range(0, len(order), max(batch_size, 1)):
             rows = order[start : start + batch_size]
             width = int(lengths[rows].max())
@@ -286,9 +434,9 @@ class _OnnxEncoder:
                 mask[row, : len(item.ids)] = 1
                 types[row, : len(item.ids)] = item.type_ids
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-            output = self.session.run(None, {name: feed[name] for name in self.inputs})[0]
-            vectors[rows] = output
-        return vectors
+            names = outputs or ["sentence_embedding"]
+            result = self.session.run(names, {name: feed[name] for name in self.inputs})
+            yield rows, result, encoded
 
 
 def _export_folder(location: str, label: str = "") -> Path:
@@ -376,17 +524,20 @@ def _export_onnx(location: str, folder: Path) -> None:
     )
     inputs = [name for name in ONNX_INPUTS if name in sample]
 
+    pools_spans = _pools_by_mean(model)
+
     class Pipeline(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
 
-        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            features = dict(zip(inputs, tensors, strict=True))
-            embedding = self.model(features)["sentence_embedding"]
-            return torch.nn.functional.normalize(embedding, p=2.0, dim=1)
+        def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            features = self.model(dict(zip(inputs, tensors, strict=True)))
+            embedding = torch.nn.functional.normalize(features["sentence_embedding"], p=2.0, dim=1)
+            return (embedding, features["token_embeddings"]) if pools_spans else (embedding,)
 
-    axes = {name: {0: "batch", 1: "tokens"} for name in inputs}
+    outputs = ["sentence_embedding", "token_embeddings"] if pools_spans else ["sentence_embedding"]
+    axes = {name: {0: "batch", 1: "tokens"} for name in [*inputs, *outputs]}
     axes["sentence_embedding"] = {0: "batch"}
 
     def export(path: Path) -> None:
@@ -398,7 +549,7 @@ def _export_onnx(location: str, folder: Path) -> None:
                 str(path),
                 dynamo=False,
                 input_names=inputs,
-                output_names=["sentence_embedding"],
+                output_names=outputs,
                 dynamic_axes=axes,
                 opset_version=17,
                 do_constant_folding=True,
@@ -420,23 +571,37 @@ def _export_onnx(location: str, folder: Path) -> None:
         "do_lower_case": bool(getattr(transformer, "do_lower_case", False)),
         "inputs": inputs,
         "pad_id": int(pad_id) if pad_id is not None else 0,
+        "pools_spans": pools_spans,
     }
     expected = model.encode(list(_CHECK_SENTENCES), normalize_embeddings=True)
-    _check(_OnnxEncoder(folder, ONNX_FP32, meta), np.asarray(expected, dtype=np.float32))
+    _check(
+        _OnnxEncoder(folder, ONNX_FP32, meta),
+        np.asarray(expected, dtype=np.float32),
+        _TorchEncoder(model) if pools_spans else None,
+    )
     _write_atomic(
         folder / ONNX_META,
         lambda path: path.write_text(json.dumps(meta, indent=2), encoding="utf-8"),
     )
 
 
-def _check(encoder: _OnnxEncoder, expected: np.ndarray) -> None:
-    """Refuse an export whose vectors differ from torch's (batched and one at a time)."""
+def _check(
+    encoder: _OnnxEncoder, expected: np.ndarray, reference: _TorchEncoder | None = None
+) -> None:
+    """Refuse an export whose vectors differ from torch's (batched, one at a time, spans)."""
     texts = list(_CHECK_SENTENCES)
     batched = encoder.encode(texts, len(texts))
     single = np.concatenate([encoder.encode([text], 1) for text in texts])
     worst = float(
         min((batched * expected).sum(axis=1).min(), (single * expected).sum(axis=1).min())
     )
+    if reference is not None:
+        spans = [[(0, 4), (4, len(text))] if len(text) > 4 else [] for text in texts]
+        _, got = encoder.encode_with_spans(texts, spans, len(texts))
+        _, want = reference.encode_with_spans(texts, spans, len(texts))
+        for ours, theirs in zip(got, want, strict=True):
+            if len(ours):
+                worst = min(worst, float((ours * theirs).sum(axis=1).min()))
     if worst < EXPORT_MIN_COSINE:
         raise RuntimeError(f"the ONNX export disagrees with torch (cosine {worst:.4f})")
 
@@ -536,27 +701,101 @@ class EmbeddingCache:
         self._db.close()
 
 
+def span_key(text: str, span: Span, in_context: bool) -> bytes:
+    """Cache key of a span's vector: read in the context of its text, or on its own (then
+    the same key as any text equal to the span's)."""
+    if in_context:
+        return text_hash(f"{text}\x00{span[0]}:{span[1]}")
+    return text_hash(text[span[0] : span[1]])
+
+
 def embed_cached(
     embedder: Embedder,
     cache: EmbeddingCache,
     texts: Sequence[str],
+    spans: Sequence[Sequence[Span]],
     batch_size: int,
     on_progress: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, int]:
-    """Vectors for `texts`, embedding only those the cache lacks; returns (vectors, embedded)."""
-    hashes = [text_hash(text) for text in texts]
-    known = cache.lookup(hashes)
-    first_text = {h: text for h, text in zip(hashes, texts, strict=True)}
-    missing = list(dict.fromkeys(h for h in hashes if h not in known))
-    missing = [missing[row] for row in _longest_first([first_text[h] for h in missing])]
-    if on_progress and len(texts) > len(missing):
-        on_progress(len(texts) - len(missing))
-    for start in range(0, len(missing), EMBED_CHUNK * 4):
-        batch = missing[start : start + EMBED_CHUNK * 4]
-        vectors = embedder.embed([first_text[h] for h in batch], batch_size, on_progress)
-        cache.store(batch, vectors)
-        known.update(zip(batch, vectors, strict=True))
-    result = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
-    for row, key in enumerate(hashes):
-        result[row] = known[key]
-    return result, len(missing)
+    *,
+    in_context: bool = False,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Vectors of `texts` and of their spans (all spans in order), embedding only what the
+    cache lacks; returns (text vectors, span vectors, vectors computed).
+
+    `in_context` embeds spans within their text when the model allows it (`pools_spans`);
+    otherwise texts and spans are all just texts, each distinct one embedded once.
+    """
+    in_context = in_context and embedder.encoder.pools_spans
+    keys = [text_hash(text) for text in texts]
+    keys_of_spans = [
+        [span_key(text, span, in_context) for span in own]
+        for text, own in zip(texts, spans, strict=True)
+    ]
+    all_span_keys = [key for own in keys_of_spans for key in own]
+    known = cache.lookup(keys + all_span_keys)
+    total = len(keys) + len(all_span_keys)
+    if in_context:
+        # A text is run again when any of its spans is missing: they come from its run.
+        missing_rows = [
+            row
+            for row, key in enumerate(keys)
+            if key not in known or any(k not in known for k in keys_of_spans[row])
+        ]
+        missing_rows = list({keys[row]: row for row in reversed(missing_rows)}.values())
+        missing_rows = [missing_rows[i] for i in _longest_first([texts[r] for r in missing_rows])]
+        if on_progress:
+            on_progress(total - sum(len(spans[row]) + 1 for row in missing_rows))
+        computed = 0
+        for start in range(0, len(missing_rows), EMBED_CHUNK * 4):
+            rows = missing_rows[start : start + EMBED_CHUNK * 4]
+            vectors, span_vectors = embedder.embed_with_spans(
+                [texts[row] for row in rows],
+                [spans[row] for row in rows],
+                batch_size,
+                on_progress,
+                in_context=True,
+            )
+            batch_keys = [keys[r] for r in rows] + [k for r in rows for k in keys_of_spans[r]]
+            computed += _store(cache, known, batch_keys, np.concatenate([vectors, *span_vectors]))
+    else:
+        computed = 0
+        for group in (
+            dict(zip(keys, texts, strict=True)),
+            {
+                key: text[a:b]
+                for text, own, own_keys in zip(texts, spans, keys_of_spans, strict=True)
+                for key, (a, b) in zip(own_keys, own, strict=True)
+            },
+        ):
+            # Texts, then spans: int8 vectors shift a little with their batch neighbours (the
+            # activation scale is per batch), so the same texts keep being batched together.
+            missing = [key for key in group if key not in known]
+            missing = [missing[i] for i in _longest_first([group[key] for key in missing])]
+            if on_progress:
+                on_progress(len(group) - len(missing))
+            for start in range(0, len(missing), EMBED_CHUNK * 4):
+                batch = missing[start : start + EMBED_CHUNK * 4]
+                vectors = embedder.embed([group[key] for key in batch], batch_size, on_progress)
+                computed += _store(cache, known, batch, vectors)
+        if on_progress:
+            on_progress(total - len(set(keys)) - len(set(all_span_keys)))
+    return (
+        _gather(known, keys, embedder.dimension),
+        _gather(known, all_span_keys, embedder.dimension),
+        computed,
+    )
+
+
+def _store(
+    cache: EmbeddingCache, known: dict[bytes, np.ndarray], keys: list[bytes], vectors: np.ndarray
+) -> int:
+    cache.store(keys, vectors)
+    known.update(zip(keys, vectors, strict=True))
+    return len(keys)
+
+
+def _gather(known: dict[bytes, np.ndarray], keys: list[bytes], dimension: int) -> np.ndarray:
+    vectors = np.zeros((len(keys), dimension), dtype=np.float32)
+    for row, key in enumerate(keys):
+        vectors[row] = known[key]
+    return vectors

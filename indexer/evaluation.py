@@ -514,6 +514,7 @@ class EvalReport:
     questions: int
     limit: int | None
     weights: dict[str, float]
+    answer_threshold: float
     date: str
     git: dict[str, Any]
     command: str | None = None
@@ -548,7 +549,7 @@ class EvalReport:
             },
             "model": {"name": stats.model, "backend": stats.backend, "dimension": stats.dimension},
             "settings": {
-                "answer_threshold": self.settings.answer_threshold,
+                "answer_threshold": self.answer_threshold,
                 "window_overlap": self.settings.window_overlap,
                 "batch_size": self.settings.batch_size,
                 "fusion_weights": self.weights,
@@ -560,6 +561,7 @@ class EvalReport:
                 "passages": stats.passages,
                 "sentences": stats.sentences,
                 "chunking": stats.chunking,
+                "sentence_vectors": stats.sentence_vectors,
                 "build_seconds": round(self.build.seconds, 2),
                 "embedded": self.build.embedded,
                 "reused_embeddings": self.build.reused_embeddings,
@@ -667,6 +669,7 @@ def evaluate(
             progress = question_progress() if question_progress else None
             runs.append(run_mode(searcher, eval_set, mode, questions, progress))
         weights = asdict(searcher.weights) if hasattr(searcher, "weights") else {}
+        answer_threshold = searcher.answer_threshold
     finally:
         searcher.close()
     return EvalReport(
@@ -678,6 +681,7 @@ def evaluate(
         questions=len(questions),
         limit=limit,
         weights=weights,
+        answer_threshold=answer_threshold,
         date=datetime.now(UTC).isoformat(timespec="seconds"),
         git=git_state(),
         command=command,

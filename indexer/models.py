@@ -236,6 +236,7 @@ class IndexStats:
     built_at: str
     format_version: int
     chunking: dict[str, Any]
+    sentence_vectors: str = "standalone"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -246,6 +247,7 @@ class IndexStats:
             "documents": self.documents,
             "passages": self.passages,
             "sentences": self.sentences,
+            "sentence_vectors": self.sentence_vectors,
             "built_at": self.built_at,
             "format_version": self.format_version,
             "chunking": self.chunking,

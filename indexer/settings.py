@@ -18,6 +18,7 @@ def default_cache_dir() -> Path:
 
 
 Backend = Literal["torch", "onnx", "onnx-int8"]
+SentenceVectors = Literal["standalone", "in-context"]
 
 
 class Settings(BaseSettings):
@@ -45,6 +46,14 @@ class Settings(BaseSettings):
     backend: Backend = Field(
         "onnx-int8", description="Embedding backend: onnx-int8 (default), onnx or torch."
     )
+    sentence_vectors: SentenceVectors = Field(
+        "standalone",
+        description=(
+            "How sentences are embedded: standalone (each on its own, the default), or "
+            "in-context (pooled from their passage's run: indexing 2.3x faster, rankings "
+            "slightly worse; needs a mean-pooling model)."
+        ),
+    )
     batch_size: int = Field(64, ge=1, le=4096, description="Texts embedded per batch.")
     max_file_mb: float = Field(
         20.0, gt=0, description="Files larger than this (in MB) are skipped with a reason."
@@ -52,11 +61,12 @@ class Settings(BaseSettings):
     window_overlap: int = Field(
         1, ge=0, le=5, description="Sentences shared by consecutive windows of a long paragraph."
     )
-    answer_threshold: float = Field(
-        0.35,
+    answer_threshold: float | None = Field(
+        None,
         description=(
             "Minimum cosine similarity between the question and a sentence of the top "
-            "passages; below it, the answer is 'Nothing in the indexed documents answers this.'"
+            "passages; below it, the answer is 'Nothing in the indexed documents answers this.' "
+            "Default: 0.35 for standalone sentence vectors, 0.31 for in-context ones."
         ),
     )
     host: str = Field("127.0.0.1", description="Address `paracite serve` listens on.")

@@ -90,6 +90,8 @@ class Manifest:
     passages: int
     sentences: int
     built_at: str
+    # How sentence vectors were made (see indexer.embedding); older indexes made them alone.
+    sentence_vectors: str = "standalone"
 
     @classmethod
     def read(cls, generation: Path) -> Manifest:
@@ -114,6 +116,7 @@ class Manifest:
             built_at=self.built_at,
             format_version=self.format_version,
             chunking=self.chunking,
+            sentence_vectors=self.sentence_vectors,
         )
 
     def check_compatible(self, model: str | None = None, backend: str | None = None) -> None:

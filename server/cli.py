@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 from rich.console import Console
@@ -18,7 +18,7 @@ from indexer.embedding import BACKENDS
 from indexer.errors import ParaciteError
 from indexer.models import AskResult, IndexReport
 from indexer.retrieval import MAX_K, MODES, Searcher
-from indexer.settings import Settings
+from indexer.settings import SentenceVectors, Settings
 
 console = Console()
 errors = Console(stderr=True)
@@ -54,6 +54,14 @@ backend_option = click.option(
     type=click.Choice(BACKENDS),
     help="Embedding backend (default: PARACITE_BACKEND or "
     f"{Settings.model_fields['backend'].default}).",
+)
+
+sentence_vectors_option = click.option(
+    "--sentence-vectors",
+    type=click.Choice(get_args(SentenceVectors)),
+    help="standalone (each sentence embedded alone) or in-context (from the passage's run: "
+    "indexing about 2x faster, rankings slightly worse). Default: PARACITE_SENTENCE_VECTORS "
+    f"or {Settings.model_fields['sentence_vectors'].default}.",
 )
 
 
@@ -96,6 +104,7 @@ def main() -> None:
 @index_option
 @model_option
 @backend_option
+@sentence_vectors_option
 @click.option("--rebuild", is_flag=True, help="Start from scratch instead of updating.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars; print the summary only.")
 def index(
@@ -103,13 +112,16 @@ def index(
     index_dir: Path | None,
     model: str | None,
     backend: str | None,
+    sentence_vectors: str | None,
     rebuild: bool,
     quiet: bool,
 ) -> None:
     """Index FOLDER: new and changed files are embedded, deleted ones dropped."""
     from indexer.build import build_index
 
-    settings = _settings(index=index_dir, model=model, backend=backend)
+    settings = _settings(
+        index=index_dir, model=model, backend=backend, sentence_vectors=sentence_vectors
+    )
     with _ProgressBars(enabled=not quiet and console.is_terminal) as progress:
         report = build_index(folder, settings, rebuild=rebuild, progress=progress)
     _print_report(report, settings.index)
@@ -199,6 +211,7 @@ def serve(index_dir: Path | None, host: str | None, port: int | None) -> None:
 )
 @model_option
 @backend_option
+@sentence_vectors_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def eval_command(
     path: Path,
@@ -213,13 +226,14 @@ def eval_command(
     reuse_index: bool,
     model: str | None,
     backend: str | None,
+    sentence_vectors: str | None,
     quiet: bool,
 ) -> None:
     """Evaluate retrieval on a SQuAD file or a BEIR folder at PATH, indexed from scratch."""
     from indexer import evaluation
 
     eval_set = evaluation.load_eval_set(path, fmt, split)  # type: ignore[arg-type]
-    settings = _settings(model=model, backend=backend)
+    settings = _settings(model=model, backend=backend, sentence_vectors=sentence_vectors)
     index_dir = evaluation.workspace_for(
         eval_set, settings, cache_dir or evaluation.default_cache_dir()
     )

@@ -277,3 +277,111 @@ def test_quantizing_leaves_the_program_logging_alone(
     assert done.stdout.split() == ["0", str(logging.WARNING)]
     assert "a library debug record" not in done.stderr
     assert target.stat().st_size > 0
+
+
+PASSAGE = (
+    "Marie Curie was born in Warsaw in 1867. She moved to Paris to study physics. "
+    "There she discovered polonium and radium with her husband."
+)
+PASSAGE_SPANS = [(0, 38), (39, 75), (76, len(PASSAGE))]
+
+
+def test_span_pooling_averages_the_tokens_inside_each_span() -> None:
+    tokens = np.array([[9.0, 9.0], [1.0, 0.0], [3.0, 4.0], [0.0, 2.0], [9.0, 9.0]])
+    offsets = np.array([[0, 0], [0, 3], [4, 8], [9, 12], [0, 0]])  # [CLS] w w w [SEP]
+    pooled = embedding._pool_spans(tokens, offsets, [(0, 8), (9, 12), (13, 20)], 2)
+    np.testing.assert_allclose(pooled[0], np.array([4.0, 4.0]) / np.hypot(4.0, 4.0))
+    np.testing.assert_allclose(pooled[1], [0.0, 1.0])
+    assert np.isnan(pooled[2]).all()  # past the last token kept: to be embedded on its own
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx", "onnx-int8"])
+def test_sentences_are_read_in_the_context_of_their_passage(
+    backend: str, onnx_embedders: dict[str, Embedder], torch_embedder: Embedder
+) -> None:
+    loaded = torch_embedder if backend == "torch" else onnx_embedders[backend]
+    assert loaded.encoder.pools_spans
+    vectors, spans = loaded.embed_with_spans([PASSAGE], [PASSAGE_SPANS], in_context=True)
+    np.testing.assert_allclose(vectors[0], loaded.embed([PASSAGE])[0], atol=2e-3)
+    alone = loaded.embed([PASSAGE[a:b] for a, b in PASSAGE_SPANS])
+    _, by_default = loaded.embed_with_spans([PASSAGE], [PASSAGE_SPANS])
+    np.testing.assert_allclose(by_default[0], alone, atol=1e-5)
+    in_context = spans[0]
+    assert np.allclose(np.linalg.norm(in_context, axis=1), 1.0, atol=1e-5)
+    # Close to the sentence alone, but not the same: "She" and "There" now know who and where.
+    similarity = (in_context * alone).sum(axis=1)
+    assert (similarity > 0.5).all() and (similarity < 0.99).all(), similarity
+    question = loaded.embed_query("Where did Marie Curie discover radium?")
+    assert float(in_context[2] @ question) > float(alone[2] @ question)
+    if backend != "torch":
+        _, reference = torch_embedder.embed_with_spans([PASSAGE], [PASSAGE_SPANS], in_context=True)
+        assert ((in_context * reference[0]).sum(axis=1) > 0.97).all()
+
+
+def test_spans_the_tokenizer_cut_off_are_embedded_on_their_own(torch_embedder: Embedder) -> None:
+    filler = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 40
+    text = filler + "The last sentence is far past the token limit."
+    tail = (len(filler), len(text))
+    progress: list[int] = []
+    _, spans = torch_embedder.embed_with_spans(
+        [text], [[(0, 26), tail]], on_progress=progress.append, in_context=True
+    )
+    alone = torch_embedder.embed([text[slice(*tail)], text[:26]])
+    np.testing.assert_allclose(spans[0][1], alone[0], atol=1e-5)
+    assert float(spans[0][0] @ alone[1]) < 0.99  # the first sentence still came in context
+    assert sum(progress) == 3
+
+
+class _MeanOfWordsEncoder:
+    """A model that does not mean-pool tokens: every span is embedded on its own."""
+
+    dimension = 2
+    max_tokens = 256
+    pools_spans = False
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        self.texts.extend(texts)
+        return np.array([[len(text), 1.0] for text in texts], dtype=np.float32)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [len(text.split()) for text in texts]
+
+
+def test_models_that_pool_otherwise_embed_each_sentence_alone(tmp_path: Path) -> None:
+    encoder = _MeanOfWordsEncoder()
+    embedder = Embedder("fake", "onnx", encoder)  # type: ignore[arg-type]
+    cache = embedding.EmbeddingCache(tmp_path / "cache.sqlite", 2)
+    texts = ["one two. three", "four five six."]
+    spans = [[(0, 8), (9, 14)], [(0, 14)]]
+    progress: list[int] = []
+    vectors, sentences, embedded = embedding.embed_cached(
+        embedder, cache, texts, spans, 8, progress.append, in_context=True
+    )
+    assert vectors[:, 0].tolist() == [14.0, 14.0]
+    assert sentences[:, 0].tolist() == [8.0, 5.0, 14.0]
+    assert embedded == 4 and sum(progress) == 5  # "four five six." is one text, embedded once
+    assert set(encoder.texts) == {"one two. three", "four five six.", "one two.", "three"}
+
+
+def test_cache_keys_a_sentence_by_its_passage(tmp_path: Path, torch_embedder: Embedder) -> None:
+    cache = embedding.EmbeddingCache(tmp_path / "cache.sqlite", torch_embedder.dimension)
+    shared = "It was founded in 1850."
+    texts = [f"Harvard is a university. {shared}", f"Acme makes anvils. {shared}"]
+    spans = [[(25, len(texts[0]))], [(19, len(texts[1]))]]
+    _, sentences, embedded = embedding.embed_cached(
+        torch_embedder, cache, texts, spans, 8, in_context=True
+    )
+    assert embedded == 4
+    assert float(sentences[0] @ sentences[1]) < 0.99  # "It" differs between the two passages
+    _, again, embedded = embedding.embed_cached(
+        torch_embedder, cache, texts, spans, 8, in_context=True
+    )
+    assert embedded == 0
+    np.testing.assert_allclose(again, sentences, atol=1e-6)
+    _, alone, embedded = embedding.embed_cached(torch_embedder, cache, texts, spans, 8)
+    assert embedded == 1  # standalone, the shared sentence is one text, embedded once
+    np.testing.assert_allclose(alone[0], alone[1])
+    cache.close()

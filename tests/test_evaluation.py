@@ -325,6 +325,14 @@ def test_cli_eval_on_tiny_squad(
     assert list(data["modes"]) == ["hybrid"]
     assert data["command"].startswith("paracite")
     assert json.loads((tmp_path / "r.json").read_text()) == data
+    assert data["index"]["sentence_vectors"] == "standalone"
+    assert data["settings"]["answer_threshold"] == 0.35
+
+    result = runner.invoke(main, [*common, "--json", "--sentence-vectors", "in-context"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["index"]["sentence_vectors"] == "in-context"
+    assert data["settings"]["answer_threshold"] == 0.31
 
     details = tmp_path / "details.jsonl"
     options = ["--mode", "all", "--output", str(tmp_path / "r.md"), "--details", str(details)]

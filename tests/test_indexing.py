@@ -289,3 +289,36 @@ def test_sigkill_during_indexing_leaves_previous_index_usable(
     assert report.count("added") == 400
     assert not list(settings.index.glob("gen-*.tmp"))
     shutil.rmtree(docs / "more")
+
+
+def test_in_context_sentence_vectors_switch_both_ways_and_set_the_answer_threshold(
+    make_settings, seeds_copy: Path, embedder: Embedder, seed_index: Path
+) -> None:
+    settings = make_settings(sentence_vectors="in-context")
+    first = build_index(seeds_copy, settings, embedder=embedder)
+    generation = current_generation(settings.index)
+    assert generation is not None
+    manifest = json.loads((generation / "manifest.json").read_text())
+    assert manifest["sentence_vectors"] == "in-context"
+    in_context = Searcher.open(settings.index, embedder)
+    standalone = Searcher.open(seed_index, embedder)
+    try:
+        assert (in_context.answer_threshold, standalone.answer_threshold) == (0.31, 0.35)
+        assert in_context.stats().sentence_vectors == "in-context"
+        # Same passages, sentences read in context: near the standalone vectors, not equal.
+        similarity = (in_context._sentence_vectors * standalone._sentence_vectors).sum(axis=1)
+        assert similarity.min() > 0.3 and similarity.max() < 0.999 and similarity.mean() > 0.7
+        result = in_context.ask("How many documents were examined between 2024 and March 2025?")
+        assert result.answer is not None and "54 documents" in result.answer.text
+    finally:
+        in_context.close()
+        standalone.close()
+    assert first.embedded == manifest["passages"] + manifest["sentences"]
+
+    # Switching back re-embeds the sentences alone even though no file changed.
+    back = build_index(seeds_copy, make_settings(), embedder=embedder)
+    assert not back.up_to_date and back.embedded > 0
+    again = build_index(seeds_copy, make_settings(), embedder=embedder)
+    assert again.up_to_date
+    threshold = Searcher.open(settings.index, embedder, answer_threshold=0.5).answer_threshold
+    assert threshold == 0.5
