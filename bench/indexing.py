@@ -1,15 +1,20 @@
-"""Indexing throughput on SciFact per backend, and the re-index time of an unchanged corpus.
+"""Indexing throughput on SciFact per backend (and way of embedding sentences), and the
+re-index time of an unchanged corpus.
 
 For each backend the corpus (the first `--docs` abstracts, or `--torch-docs` for torch, which
 is slow) is written as files and indexed from scratch into a fresh folder with an empty
 embedding cache; throughput counts passages per second of the whole run (reading, chunking,
-embedding passages and their sentences, writing), and also every embedded text (passages +
-sentences) per second. The model is loaded before the clock starts. Then the same corpus
-is indexed again twice, timed with the model load included, as `paracite index` would run:
-once with the files untouched, once after rewriting every file with the same content.
+embedding passages and their sentences, writing), and also vectors (passages + sentences)
+per second; with `--sentence-vectors in-context` sentences are pooled from their passage's
+run instead of embedded on their own. The model is loaded before the clock starts. Then the
+same corpus is indexed again twice, timed with the model load included, as `paracite index`
+would run: once with the files untouched, once after rewriting every file with the same
+content.
 
     .venv/bin/python bench/indexing.py                      # full SciFact, torch on 1,000
     .venv/bin/python bench/indexing.py --backends onnx-int8 --docs 1000
+    .venv/bin/python bench/indexing.py --backends onnx-int8 --docs 1000 \
+        --sentence-vectors standalone,in-context
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import get_args
 
 from common import (
     DEFAULT_SCIFACT,
@@ -30,7 +36,7 @@ from common import (
 
 from indexer.build import build_index
 from indexer.embedding import load_embedder
-from indexer.settings import DEFAULT_MODEL, Settings
+from indexer.settings import DEFAULT_MODEL, SentenceVectors, Settings
 
 
 def main() -> None:
@@ -43,6 +49,11 @@ def main() -> None:
     parser.add_argument(
         "--torch-docs", type=int, default=1000, help="abstracts for torch (0 = as --docs)"
     )
+    parser.add_argument(
+        "--sentence-vectors",
+        default="standalone",
+        help="comma-separated: standalone, in-context (one run each per backend)",
+    )
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(
@@ -51,22 +62,27 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()
     backends = parse_backends(args.backends)
+    ways = [way.strip() for way in args.sentence_vectors.split(",") if way.strip()]
+    if not ways or any(way not in get_args(SentenceVectors) for way in ways):
+        parser.error(f"--sentence-vectors takes {', '.join(get_args(SentenceVectors))}")
     eval_set = scifact(args.scifact)
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="paracite-bench-", dir=args.work) as work:
-        for backend in backends:
+        for backend, way in [(backend, way) for backend in backends for way in ways]:
+            name = f"{backend}, {way}"
             limit = args.torch_docs if backend == "torch" and args.torch_docs else args.docs
-            corpus = Path(work) / f"corpus-{backend}"
+            corpus = Path(work) / f"corpus-{backend}-{way}"
             documents = write_corpus(eval_set, corpus, limit or None)
             settings = Settings(
-                index=Path(work) / f"index-{backend}",
+                index=Path(work) / f"index-{backend}-{way}",
                 model=args.model,
-                backend=backend,  # type: ignore[arg-type]
+                backend=backend,
+                sentence_vectors=way,
                 batch_size=args.batch_size,
             )
             embedder = load_embedder(args.model, backend)
-            print(f"# {backend}: indexing {documents} abstracts ...", flush=True)
+            print(f"# {name}: indexing {documents} abstracts ...", flush=True)
             started = time.perf_counter()
             report = build_index(corpus, settings, embedder=embedder)
             seconds = time.perf_counter() - started
@@ -86,7 +102,7 @@ def main() -> None:
 
             rows.append(
                 [
-                    backend,
+                    name,
                     documents,
                     passages,
                     report.embedded,
@@ -97,17 +113,17 @@ def main() -> None:
                     touched,
                 ]
             )
-            print(f"# {backend}: {seconds:.1f} s", flush=True)
+            print(f"# {name}: {seconds:.1f} s", flush=True)
     print(machine_note())
     print_table(
         [
-            "backend",
+            "backend, sentences",
             "abstracts",
             "passages",
-            "texts embedded",
+            "vectors",
             "index s",
             "passages/s",
-            "texts/s",
+            "vectors/s",
             "re-index s (untouched)",
             "re-index s (rewritten)",
         ],
