@@ -699,11 +699,13 @@ def git_state(repo: Path | None = None) -> dict[str, Any]:
             )
         except (OSError, subprocess.SubprocessError):
             return None
-        return done.stdout.strip()
+        return done.stdout
 
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--", "indexer", "server")
-    changed = [line[3:] for line in status.splitlines()] if status else []
+    # Porcelain lines are "XY path": two status columns and a space.
+    changed = [line[3:] for line in status.splitlines() if line.strip()] if status else []
+    return {"commit": commit.strip() if commit else None, "changed": changed}
     return {"commit": commit, "changed": changed}
 
 

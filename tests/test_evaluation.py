@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from indexer.evaluation import (
     beir_markdown,
     dedupe,
     evaluate,
+    git_state,
     load_beir,
     load_eval_set,
     load_squad,
@@ -72,6 +74,21 @@ def test_answer_matches_is_case_and_space_insensitive() -> None:
     assert not answer_matches("Carolina lost.", ["Denver"])
     assert not answer_matches(None, ["Denver"])
     assert not answer_matches("anything", [" "])
+
+
+def test_git_state_names_the_changed_source_files(tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "indexer").mkdir()
+    (tmp_path / "indexer" / "a.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    (tmp_path / "indexer" / "a.py").write_text("x = 2\n")
+    state = git_state(tmp_path)
+    assert state["changed"] == ["indexer/a.py"]
+    assert state["commit"] is not None and len(state["commit"]) == 40
 
 
 def test_percentile_interpolates() -> None:
