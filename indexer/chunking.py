@@ -23,7 +23,12 @@ class ChunkingOptions:
     overlap: int = 1
 
     def to_dict(self) -> dict[str, int | str]:
-        return {"max_tokens": self.max_tokens, "overlap": self.overlap, "splitter": "syntok"}
+        return {
+            "max_tokens": self.max_tokens,
+            "overlap": self.overlap,
+            "splitter": "syntok",
+            "title": "counted",
+        }
 
 
 @dataclass(slots=True)
@@ -38,7 +43,13 @@ def chunk_document(
     options: ChunkingOptions,
     count_tokens: TokenCounter = estimate_tokens,
 ) -> ChunkedDocument:
-    """Number the paragraphs (1-based, headings excluded), attach sections, cut passages."""
+    """Number the paragraphs (1-based, headings excluded), attach sections, cut passages.
+
+    A passage is embedded after its document's title, so windows leave room for the title:
+    otherwise the model would cut off the end of a long passage.
+    """
+    title_tokens = count_tokens([document.title])[0] + 1 if document.title else 0
+    budget = max(options.max_tokens - title_tokens, options.max_tokens // 2)
     blocks: list[DocumentBlock] = []
     passages: list[Passage] = []
     section: str | None = None
@@ -60,7 +71,9 @@ def chunk_document(
             )
         )
         passages.extend(
-            _paragraph_passages(document, block, number, section, options, count_tokens)
+            _paragraph_passages(
+                document, block, number, section, budget, options.overlap, count_tokens
+            )
         )
     note = find_author_note(blocks)
     if note:
@@ -97,12 +110,13 @@ def _paragraph_passages(
     block: Block,
     number: int,
     section: str | None,
-    options: ChunkingOptions,
+    max_tokens: int,
+    overlap: int,
     count_tokens: TokenCounter,
 ) -> list[Passage]:
     spans = split_sentences(block.text)
     lengths = count_tokens([block.text[start:end] for start, end in spans])
-    windows = _windows(lengths, options.max_tokens, options.overlap)
+    windows = _windows(lengths, max_tokens, overlap)
     passages = []
     for window_number, (first, last) in enumerate(windows):
         start, end = spans[first][0], spans[last][1]

@@ -59,6 +59,20 @@ def test_long_paragraph_is_windowed_with_overlap_and_exact_spans() -> None:
     assert covered == set(sentences)
 
 
+def test_windows_leave_room_for_the_title_embedded_before_them() -> None:
+    sentences = [f"Sentence {i} talks about topic {i} at some length here." for i in range(40)]
+    doc = _document([("paragraph", " ".join(sentences))])
+    untitled = chunk_document(doc, ChunkingOptions(max_tokens=60, overlap=0)).passages
+    doc.title = "A rather long title that takes up a good share of the model's tokens"
+    titled = chunk_document(doc, ChunkingOptions(max_tokens=60, overlap=0)).passages
+    title_tokens = estimate_tokens([doc.title])[0]
+    assert len(titled) > len(untitled)
+    for passage in titled:
+        lengths = estimate_tokens([s.text for s in passage.sentences])
+        assert title_tokens + 1 + sum(lengths) <= 60 or len(passage.sentences) == 1
+    assert ChunkingOptions().to_dict()["title"] == "counted"  # older indexes are re-chunked
+
+
 def test_stripped_markup_spans_map_back_to_the_source() -> None:
     source = "See [the report](http://x.org) now. It is *long*."
     text = "See the report now. It is long."
