@@ -22,7 +22,7 @@ from indexer.models import (
     IndexReport,
     Passage,
 )
-from indexer.settings import Settings
+from indexer.settings import SentenceVectors, Settings
 from indexer.store import (
     FORMAT_VERSION,
     LEXICAL,
@@ -107,10 +107,13 @@ def build_index(
             max_tokens=max(embedder.max_tokens - 2, 16), overlap=settings.window_overlap
         )
         same_chunking = old_manifest is not None and old_manifest.chunking == options.to_dict()
-        in_context = settings.sentence_vectors == "in-context" and embedder.encoder.pools_spans
-        same_vectors = old_manifest is not None and old_manifest.sentence_vectors == (
-            "in-context" if in_context else "standalone"
+        # In context only where the model pools by mean; the manifest records what was done.
+        sentence_mode: SentenceVectors = (
+            "in-context"
+            if settings.sentence_vectors == "in-context" and embedder.encoder.pools_spans
+            else "standalone"
         )
+        same_vectors = old_manifest is not None and old_manifest.sentence_vectors == sentence_mode
         old_records = _read_file_records(previous) if previous and same_chunking else {}
 
         report = IndexReport()
@@ -144,7 +147,7 @@ def build_index(
                 index_dir,
                 report,
                 progress,
-                in_context=in_context,
+                sentence_mode=sentence_mode,
             )
             publish_generation(index_dir, staged)
         except BaseException:
@@ -259,7 +262,7 @@ def _write_generation(
     report: IndexReport,
     progress: Progress,
     *,
-    in_context: bool,
+    sentence_mode: SentenceVectors,
 ) -> None:
     passages = [p for loaded in documents for p in loaded.chunked.passages]
     sentences = [s for p in passages for s in p.sentences]
@@ -277,7 +280,7 @@ def _write_generation(
             [_sentence_spans(p, text) for p, text in zip(passages, texts, strict=True)],
             settings.batch_size,
             progress.advance,
-            in_context=in_context,
+            in_context=sentence_mode == "in-context",
         )
     finally:
         cache.close()
@@ -307,7 +310,7 @@ def _write_generation(
         passages=len(passages),
         sentences=len(sentences),
         built_at=now_iso(),
-        sentence_vectors="in-context" if in_context else "standalone",
+        sentence_vectors=sentence_mode,
     ).write(staged)
 
 

@@ -706,7 +706,6 @@ def git_state(repo: Path | None = None) -> dict[str, Any]:
     # Porcelain lines are "XY path": two status columns and a space.
     changed = [line[3:] for line in status.splitlines() if line.strip()] if status else []
     return {"commit": commit.strip() if commit else None, "changed": changed}
-    return {"commit": commit, "changed": changed}
 
 
 def markdown_summary(data: Mapping[str, Any]) -> str:
