@@ -11,7 +11,7 @@ Sentences are embedded on their own, or, with `in_context` ("late chunking"), in
 pass as their passage: a sentence's vector is then the mean of the token embeddings inside
 it from the run over the whole passage. That is how a mean-pooling model embeds any text, so
 each sentence is read in the context of its passage and costs nothing beyond it: indexing
-is about twice as fast, while rankings lose a little (eval/reports/README.md). Models that
+is about 1.7x faster, while rankings lose a little (eval/reports/README.md). Models that
 pool otherwise always embed sentences on their own.
 """
 

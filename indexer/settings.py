@@ -50,7 +50,7 @@ class Settings(BaseSettings):
         "standalone",
         description=(
             "How sentences are embedded: standalone (each on its own, the default), or "
-            "in-context (pooled from their passage's run: indexing 2.3x faster, rankings "
+            "in-context (pooled from their passage's run: indexing about 1.7x faster, rankings "
             "slightly worse; needs a mean-pooling model)."
         ),
     )

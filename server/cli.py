@@ -60,7 +60,7 @@ sentence_vectors_option = click.option(
     "--sentence-vectors",
     type=click.Choice(get_args(SentenceVectors)),
     help="standalone (each sentence embedded alone) or in-context (from the passage's run: "
-    "indexing about 2x faster, rankings slightly worse). Default: PARACITE_SENTENCE_VECTORS "
+    "indexing about 1.7x faster, rankings slightly worse). Default: PARACITE_SENTENCE_VECTORS "
     f"or {Settings.model_fields['sentence_vectors'].default}.",
 )
 
