@@ -15,7 +15,7 @@ if str(ROOT) not in sys.path:
 
 from indexer.build import passage_embedding_text  # noqa: E402
 from indexer.chunking import ChunkingOptions, chunk_document  # noqa: E402
-from indexer.embedding import Embedder  # noqa: E402
+from indexer.embedding import Embedder, cpu_isa  # noqa: E402
 from indexer.evaluation import EvalSet, load_eval_set, write_documents  # noqa: E402
 from indexer.loaders import discover_files, load_document  # noqa: E402
 
@@ -107,7 +107,8 @@ def machine_note() -> str:
     except OSError:
         pass
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    return f"# {os.cpu_count()} CPUs ({cpu}); load average {load}"
+    isa = {"avx512_vnni": "AVX-512 VNNI", "avx2": "AVX2 only"}.get(cpu_isa(), cpu_isa())
+    return f"# {os.cpu_count()} CPUs ({cpu}, int8 kernels: {isa}); load average {load}"
 
 
 def parse_backends(value: str) -> list[str]:

@@ -377,7 +377,7 @@ class _OnnxEncoder:
                 if not _export_complete(folder):
                     _export_onnx(location, folder)
                 if quantized and not (folder / model_file).exists():
-                    _quantize(folder / ONNX_FP32, folder / model_file, _cpu_isa())
+                    _quantize(folder / ONNX_FP32, folder / model_file, cpu_isa())
         meta = json.loads((folder / ONNX_META).read_text(encoding="utf-8"))
         return cls(folder, model_file, meta, threads)
 
@@ -606,7 +606,7 @@ def _check(
         raise RuntimeError(f"the ONNX export disagrees with torch (cosine {worst:.4f})")
 
 
-def _cpu_isa() -> str:
+def cpu_isa() -> str:
     """The int8 flavour for this CPU: avx512_vnni (or avx_vnni), avx2, or arm64."""
     machine = platform.machine().lower()
     if machine in {"arm64", "aarch64"}:
@@ -623,7 +623,7 @@ def _cpu_isa() -> str:
 
 
 def _int8_file_name() -> str:
-    return f"model_int8_{_cpu_isa()}.onnx"
+    return f"model_int8_{cpu_isa()}.onnx"
 
 
 def _quantize(source: Path, target: Path, isa: str) -> None:
