@@ -219,7 +219,11 @@ def test_markdown_seed_with_front_matter_in_a_txt_file() -> None:
 def test_plain_seed_roman_numeral_headings_and_bullets() -> None:
     document = load(PLAIN_SEED, SEEDS)
     assert document.format == "text"
-    assert document.title == "004 fc6fad951788ea23"
+    # no title line, and the file name is a digest: the first sentence, as a reader would
+    assert document.title == (
+        "Hyeong Jung Park, Emeritus Research Fellow at the Korea Institute for National "
+        "Unification…"
+    )
     headings = [block.text for block in document.blocks if block.kind == "heading"]
     assert headings == [
         "I. North Korea's Perception and Response to U.S. Policy under Trump",
@@ -581,3 +585,19 @@ def test_discover_files_skips_hidden_and_excluded_but_keeps_unsupported(tmp_path
 def test_doc_id_is_the_posix_path_relative_to_root(tmp_path: Path) -> None:
     path = write(tmp_path, "deep/er/notes.txt", "Some text.")
     assert load(path, tmp_path).doc_id == "deep/er/notes.txt"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "title"),
+    [
+        ("Super_Bowl_50.txt", "The game was played in 2016.\n", "Super Bowl 50"),
+        ("ab12cd34ef56.txt", "Short opening.\n\nMore text follows here.\n", "Short opening."),
+        ("IMG_20240101.txt", "A cat sat on the mat. It purred.\n", "A cat sat on the mat."),
+        ("notes.txt", "Quarterly Results\n\nRevenue grew by a third.\n", "Quarterly Results"),
+    ],
+)
+def test_text_title_from_a_title_line_a_worded_file_name_or_the_first_sentence(
+    tmp_path: Path, name: str, text: str, title: str
+) -> None:
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    assert load(tmp_path / name, tmp_path).title == title

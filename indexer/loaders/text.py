@@ -6,11 +6,17 @@ import re
 
 from indexer.loaders.common import has_blank_line, paragraph_spans, title_from_stem
 from indexer.models import Block, Document
+from indexer.text import split_sentences
 
 NUMBERED_HEADING = re.compile(r"^(?:[IVXLCDM]+|\d+(?:\.\d+)*)[.)]\s+\S")
 MAX_TITLE_WORDS = 8
 MAX_TITLE_CHARS = 80
 MAX_NUMBERED_HEADING_CHARS = 120
+# A title made from a first sentence stops at a word boundary near this length.
+MAX_SENTENCE_TITLE_CHARS = 90
+# A file-name part that is an id, not a word: hex digests ("fc6fad951788ea23"), long numbers.
+_ID_PART = re.compile(r"(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}|\d{6,}", re.IGNORECASE)
+_LETTERS = re.compile(r"[^\W\d_]{2,}")
 _SENTENCE_END = frozenset(".,;:!?")
 _CLOSING_QUOTES = "\"'”’»"
 
@@ -27,8 +33,35 @@ def load_text(text: str, doc_id: str, stem: str, warnings: list[str]) -> Documen
         else Block("paragraph", line, start, end)
         for index, (line, (start, end)) in enumerate(zip(lines, spans, strict=True))
     ]
-    title = lines[0] if lines and is_title_line(lines[0]) else title_from_stem(stem)
-    return Document(doc_id, title, text, blocks, "text", warnings=warnings)
+    return Document(doc_id, text_title(lines, stem), text, blocks, "text", warnings=warnings)
+
+
+def text_title(lines: list[str], stem: str) -> str:
+    """The title a reader would give: a title line, else a file name made of words, else the
+    start of the first sentence ('004_fc6fad951788ea23.txt' is no title)."""
+    if lines and is_title_line(lines[0]):
+        return lines[0]
+    if not lines or stem_reads_as_title(stem):
+        return title_from_stem(stem)
+    return sentence_title(lines[0])
+
+
+def stem_reads_as_title(stem: str) -> bool:
+    """Whether a file name is made of words ('annual_report-2024'), not ids or digests."""
+    parts = title_from_stem(stem).split()
+    return any(_LETTERS.search(part) for part in parts) and not any(
+        _ID_PART.fullmatch(part) for part in parts
+    )
+
+
+def sentence_title(paragraph: str) -> str:
+    """The paragraph's first sentence, cut at a word boundary when it is long."""
+    spans = split_sentences(paragraph)
+    sentence = " ".join(paragraph[spans[0][0] : spans[0][1]].split()) if spans else paragraph
+    if len(sentence) <= MAX_SENTENCE_TITLE_CHARS:
+        return sentence
+    cut = sentence[: MAX_SENTENCE_TITLE_CHARS + 1].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return f"{cut}…"
 
 
 def detect_headings(blocks: list[str]) -> list[int]:
