@@ -75,7 +75,7 @@ def chunk_document(
                 document, block, number, section, budget, options.overlap, count_tokens
             )
         )
-    note = find_author_note(blocks)
+    note = find_author_note(blocks, document.title)
     if note:
         document.metadata.setdefault("author", note[0])
         document.metadata["author_paragraph"] = note[1]
@@ -87,22 +87,35 @@ _AUTHOR_NOTE = re.compile(rf"^[\W_]*(?P<name>{_NAME})\s+(?:is|was)\s+(?:a|an|the
 _BYLINE = re.compile(rf"^[\W_]*By\s+(?P<name>{_NAME})[\W_]*$")
 
 
-def find_author_note(blocks: Sequence[DocumentBlock]) -> tuple[str, int] | None:
+def find_author_note(blocks: Sequence[DocumentBlock], title: str = "") -> tuple[str, int] | None:
     """The author and the paragraph naming them.
 
     Either a "By NAME" line near the top, or a short "NAME is a ..." note near the end:
-    the usual shapes of an article's byline and author note.
+    the usual shapes of an article's byline and author note. A "NAME is a ..." sentence
+    that opens the text, or whose NAME is the title or a heading, introduces the subject
+    ("Saint-Mathieu Lighthouse is a lighthouse ..."), not the author.
     """
     paragraphs = [b for b in blocks if b.kind == "paragraph" and b.number is not None]
     for block in paragraphs[:3]:
         match = _BYLINE.match(block.text.strip())
         if match and block.number is not None:
             return match.group("name"), block.number
-    for block in reversed(paragraphs[-4:]):
+    subjects = {_folded(title)} | {_folded(b.text) for b in blocks if b.kind == "heading"}
+    closing = [block for block in paragraphs[-4:] if block is not paragraphs[0]]
+    for block in reversed(closing):
         match = _AUTHOR_NOTE.match(block.text.strip())
-        if match and len(block.text.split()) <= 60 and block.number is not None:
+        if (
+            match
+            and len(block.text.split()) <= 60
+            and block.number is not None
+            and _folded(match.group("name")) not in subjects
+        ):
             return match.group("name"), block.number
     return None
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.split()).casefold()
 
 
 def _paragraph_passages(

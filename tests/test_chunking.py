@@ -111,3 +111,31 @@ def test_sentence_splitter_keeps_abbreviations_inside() -> None:
         "On July 23, 2024, North Korea issued a statement.",
         "It was short.",
     ]
+
+
+def _author(parts: list[tuple[str, str]], title: str = "Doc") -> object:
+    document = _document(parts)
+    document.title = title
+    chunk_document(document, ChunkingOptions(max_tokens=200, overlap=1), estimate_tokens)
+    return document.metadata.get("author")
+
+
+def test_an_author_note_near_the_end_names_the_author() -> None:
+    parts = [
+        ("paragraph", "The lantern room was repaired in 2019."),
+        ("paragraph", "The repair cost 41,000 euros."),
+        ("paragraph", "Jane Morel is a historian of the Breton coast."),
+    ]
+    assert _author(parts) == "Jane Morel"
+
+
+def test_a_sentence_introducing_the_subject_is_no_author_note() -> None:
+    title = "Saint-Mathieu Lighthouse"
+    opening = ("paragraph", "Saint-Mathieu Lighthouse is a lighthouse in Brittany.")
+    repair = ("paragraph", "The lantern room was repaired in 2019.")
+    # the title repeated as the subject of the opening sentence (an HTML page's <h1>)
+    assert _author([("heading", title), opening, repair], title) is None
+    # nor the opening paragraph, whatever the title, nor a heading's name near the end
+    assert _author([opening, repair], "Lighthouses of France") is None
+    bay = ("paragraph", "Crozon Bay is a bay south of the lighthouse.")
+    assert _author([repair, ("heading", "Crozon Bay"), repair, bay], "Lighthouses") is None
