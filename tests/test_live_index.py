@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,15 +40,28 @@ def docs(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.fixture
+def settings(docs: Path, tmp_path: Path, embedder: Embedder) -> Settings:
+    """An index of `docs`, built once before the test."""
+    built = Settings(index=tmp_path / "index")
+    build_index(docs, built, embedder=embedder)
+    return built
+
+
+@pytest.fixture
+def live(settings: Settings, embedder: Embedder) -> Iterator[LiveIndex]:
+    opened = LiveIndex(settings.index, CountingOpener(), embedder)
+    yield opened
+    opened.close()
+
+
 def _doc_ids(searcher: Searcher) -> set[str]:
     return {info.doc_id for info in searcher.documents()}
 
 
 def test_a_published_generation_is_picked_up_and_the_model_reused(
-    docs: Path, tmp_path: Path, embedder: Embedder
+    docs: Path, settings: Settings, embedder: Embedder
 ) -> None:
-    settings = Settings(index=tmp_path / "index")
-    build_index(docs, settings, embedder=embedder)
     opener = CountingOpener()
     live = LiveIndex(settings.index, opener, embedder)
     with live.searcher() as first:
@@ -69,11 +83,8 @@ def test_a_published_generation_is_picked_up_and_the_model_reused(
 
 
 def test_a_question_in_flight_finishes_on_the_generation_it_started_with(
-    docs: Path, tmp_path: Path, embedder: Embedder
+    docs: Path, settings: Settings, live: LiveIndex, embedder: Embedder
 ) -> None:
-    settings = Settings(index=tmp_path / "index")
-    build_index(docs, settings, embedder=embedder)
-    live = LiveIndex(settings.index, CountingOpener(), embedder)
     with live.searcher() as old:
         (docs / "orchard.txt").write_text(ORCHARD, encoding="utf-8")
         build_index(docs, settings, embedder=embedder)
@@ -84,15 +95,11 @@ def test_a_question_in_flight_finishes_on_the_generation_it_started_with(
         assert old.ask("When is the lamp lit?").hits
     with pytest.raises(Exception, match="closed"):
         old.documents()  # closed once its last question finished
-    live.close()
 
 
 def test_a_removed_index_fails_every_question_until_one_is_back(
-    docs: Path, tmp_path: Path, embedder: Embedder
+    docs: Path, settings: Settings, live: LiveIndex, embedder: Embedder
 ) -> None:
-    settings = Settings(index=tmp_path / "index")
-    build_index(docs, settings, embedder=embedder)
-    live = LiveIndex(settings.index, CountingOpener(), embedder)
     with live.searcher() as searcher:
         assert _doc_ids(searcher) == {"lighthouse.txt"}
 
@@ -106,17 +113,12 @@ def test_a_removed_index_fails_every_question_until_one_is_back(
     with live.searcher() as back:
         assert _doc_ids(back) == {"lighthouse.txt"}
     assert live.failure is None
-    live.close()
 
 
 def test_a_broken_pointer_fails_questions_instead_of_serving_an_old_generation(
-    docs: Path, tmp_path: Path, embedder: Embedder
+    settings: Settings, live: LiveIndex
 ) -> None:
-    settings = Settings(index=tmp_path / "index")
-    build_index(docs, settings, embedder=embedder)
-    live = LiveIndex(settings.index, CountingOpener(), embedder)
     live.current()
     (settings.index / CURRENT).write_text("gen-that-does-not-exist\n", encoding="utf-8")
     with pytest.raises(IndexCorrupt):
         live.current()
-    live.close()
