@@ -11,6 +11,9 @@ import syntok.segmenter as segmenter
 from bm25s.stopwords import STOPWORDS_EN
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# A full stop inside closing quotes, then a capitalised word: a sentence ends there even when
+# the stop belongs to an abbreviation ('... response to the U.S." During this period, ...').
+_QUOTED_STOP = re.compile(r"(?<=[.!?])[\"”’»']+(?=\s+[A-Z])")
 _STOPWORDS = frozenset(STOPWORDS_EN) | frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the their "
     "then there these they this to was will with what which who whom whose when where why "
@@ -33,10 +36,22 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
                 # A fragment with no words ("■", "—") belongs to the sentence before it.
                 spans[-1] = (spans[-1][0], end)
             elif text[start:end].strip():
-                spans.append((start, end))
+                spans.extend(_split_after_quoted_stops(text, start, end))
     if len(spans) > 1 and not _WORD.search(text[spans[0][0] : spans[0][1]]):
         spans[0:2] = [(spans[0][0], spans[1][1])]
     return spans or ([(0, len(text))] if text.strip() else [])
+
+
+def _split_after_quoted_stops(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The span split after each closing quote that ends a sentence inside it."""
+    spans = []
+    for match in _QUOTED_STOP.finditer(text, start, end):
+        spans.append((start, match.end()))
+        start = match.end()
+        while start < end and text[start].isspace():
+            start += 1
+    spans.append((start, end))
+    return spans
 
 
 @lru_cache(maxsize=1)

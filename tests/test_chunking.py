@@ -113,6 +113,24 @@ def test_sentence_splitter_keeps_abbreviations_inside() -> None:
     ]
 
 
+def test_a_quoted_abbreviation_before_a_capitalised_word_ends_the_sentence() -> None:
+    # from the plain seed: the splitter glued these two sentences together
+    text = (
+        'They offer insight into the "strategy of toughest response to the U.S." During '
+        "this period, 54 documents were closely examined. Others said “Go.” Then left."
+    )
+    sentences = [text[a:b] for a, b in split_sentences(text)]
+    assert sentences == [
+        'They offer insight into the "strategy of toughest response to the U.S."',
+        "During this period, 54 documents were closely examined.",
+        "Others said “Go.”",
+        "Then left.",
+    ]
+    # a quoted abbreviation inside a sentence stays inside
+    inside = 'The "U.S." army and the “U.K.” navy met.'
+    assert [inside[a:b] for a, b in split_sentences(inside)] == [inside]
+
+
 def _author(parts: list[tuple[str, str]], title: str = "Doc") -> object:
     document = _document(parts)
     document.title = title
