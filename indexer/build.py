@@ -13,7 +13,7 @@ from typing import Protocol
 
 from indexer.chunking import ChunkedDocument, ChunkingOptions, chunk_document
 from indexer.embedding import Embedder, EmbeddingCache, embed_cached, load_embedder
-from indexer.errors import ParaciteError, UnsupportedFile
+from indexer.errors import IndexCorrupt, ParaciteError, UnsupportedFile
 from indexer.loaders import discover_files, load_document
 from indexer.models import (
     Document,
@@ -27,9 +27,11 @@ from indexer.store import (
     FORMAT_VERSION,
     LEXICAL,
     PASSAGE_VECTORS,
+    REBUILD_HINT,
     SENTENCE_LEXICAL,
     SENTENCE_VECTORS,
     Manifest,
+    check_generation,
     current_generation,
     new_generation,
     now_iso,
@@ -96,12 +98,19 @@ def build_index(
     if not root.is_dir():
         raise ParaciteError(f"{root} is not a folder")
     index_dir = settings.index.resolve()
+    report = IndexReport()
     with writer_lock(index_dir):
         prune_generations(index_dir)
+        # --rebuild never reads the old generation, so it also repairs a broken one.
         previous = None if rebuild else current_generation(index_dir)
         old_manifest = Manifest.read(previous) if previous else None
-        if old_manifest:
+        if previous and old_manifest:
             old_manifest.check_compatible(settings.model, settings.backend)
+            try:
+                check_generation(previous, old_manifest)
+            except IndexCorrupt as error:
+                report.repaired = str(error).removesuffix(f"; {REBUILD_HINT}")
+                previous, old_manifest = None, None
         embedder = embedder or load_embedder(settings.model, settings.backend)
         options = ChunkingOptions(
             max_tokens=max(embedder.max_tokens - 2, 16), overlap=settings.window_overlap
@@ -116,7 +125,6 @@ def build_index(
         same_vectors = old_manifest is not None and old_manifest.sentence_vectors == sentence_mode
         old_records = _read_file_records(previous) if previous and same_chunking else {}
 
-        report = IndexReport()
         chunked, unchanged = _scan(
             root, index_dir, settings, options, embedder, old_records, report, progress
         )

@@ -273,6 +273,8 @@ class IndexReport:
     reused_embeddings: int = 0
     seconds: float = 0.0
     up_to_date: bool = False
+    # Why the live generation could not be reused and the index was rebuilt from the files.
+    repaired: str = ""
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 import threading
 import time
@@ -39,11 +38,13 @@ from indexer.store import (
     SENTENCE_LEXICAL,
     SENTENCE_VECTORS,
     Manifest,
+    file_stamps,
     open_meta,
     read_blocks,
     read_lexical,
     read_passages,
     read_vectors,
+    reading,
     require_generation,
     vectors_of,
 )
@@ -90,6 +91,9 @@ def validate_query(query: str, k: int) -> str:
         raise InvalidQuery("the question is empty")
     if len(question) > MAX_QUERY_CHARS:
         raise InvalidQuery(f"the question is longer than {MAX_QUERY_CHARS} characters")
+    if any("\ud800" <= char <= "\udfff" for char in question):
+        # A lone surrogate: what a non-UTF-8 byte on the command line or \ud800 in JSON gives.
+        raise InvalidQuery("the question is not valid text (not valid Unicode)")
     if not 1 <= k <= MAX_K:
         raise InvalidQuery(f"k must be between 1 and {MAX_K}")
     return question
@@ -107,7 +111,9 @@ class Searcher:
     ) -> None:
         generation = require_generation(index_dir)
         self.index_dir = index_dir
+        self.generation = generation
         self.manifest = Manifest.read(generation)
+        self._stamps = file_stamps(generation)
         self.manifest.check_compatible()
         if embedder is not None and (embedder.model_name, embedder.backend) != (
             self.manifest.model,
@@ -136,12 +142,10 @@ class Searcher:
         self.weights = weights or FusionWeights()
         self._db = open_meta(generation, readonly=True)
         self._lock = threading.Lock()
-        try:
+        with reading(generation):
             ranges = self._db.execute(
                 "SELECT first_sentence, sentence_count FROM passages ORDER BY id"
             ).fetchall()
-        except sqlite3.DatabaseError as error:
-            raise IndexCorrupt(f"index metadata at {generation} is unreadable: {error}") from error
         self._first_sentence = np.array([r[0] for r in ranges], dtype=np.int64)
         self._sentence_count = np.array([r[1] for r in ranges], dtype=np.int64)
         self._passage_vectors = vectors_of(read_vectors(generation / PASSAGE_VECTORS))
@@ -153,9 +157,12 @@ class Searcher:
             self._sentence_passage
         ):
             raise IndexCorrupt(f"index at {generation} is inconsistent: vector counts differ")
-        self._doc_first_passage, self._author_passage = self._read_documents_layout()
-        self._lexical = read_lexical(generation / LEXICAL)
-        self._sentence_lexical = read_lexical(generation / SENTENCE_LEXICAL)
+        with reading(generation):
+            self._doc_first_passage, self._author_passage = self._read_documents_layout()
+        self._lexical = read_lexical(generation / LEXICAL, len(ranges))
+        self._sentence_lexical = read_lexical(
+            generation / SENTENCE_LEXICAL, len(self._sentence_passage)
+        )
 
     def _read_documents_layout(self) -> tuple[np.ndarray, dict[int, int]]:
         """Where each document's passages start, and each document's author-note passage."""
@@ -188,6 +195,25 @@ class Searcher:
 
     def close(self) -> None:
         self._db.close()
+
+    def check(self) -> None:
+        """IndexCorrupt if the opened generation was removed, changed, or its metadata fails.
+
+        Cheap enough for every health check: stat calls and one small query.
+        """
+        if not self.generation.is_dir():
+            raise IndexCorrupt(
+                f"the index generation this server opened ({self.generation.name}) was "
+                "removed; restart the server to open the current one"
+            )
+        if file_stamps(self.generation) != self._stamps:
+            raise IndexCorrupt(
+                f"files of the index generation {self.generation} changed after it was opened "
+                "(generations are never modified); rebuild the index with `paracite index "
+                "<folder> --rebuild` and restart the server"
+            )
+        with self._lock, reading(self.generation):
+            self._db.execute("SELECT COUNT(*) FROM documents").fetchone()
 
     # -- questions ---------------------------------------------------------------------------
 
@@ -308,14 +334,14 @@ class Searcher:
         return self.manifest.stats(self.index_dir)
 
     def documents(self) -> list[DocumentInfo]:
-        with self._lock:
+        with self._lock, reading(self.generation):
             rows = self._db.execute(
                 "SELECT doc_id, title, format, paragraphs, metadata FROM documents ORDER BY doc_id"
             ).fetchall()
         return [DocumentInfo(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
     def document(self, doc_id: str) -> DocumentView:
-        with self._lock:
+        with self._lock, reading(self.generation):
             row = self._db.execute(
                 "SELECT doc_id, title, format, paragraphs, metadata, source "
                 "FROM documents WHERE doc_id = ?",
@@ -328,7 +354,7 @@ class Searcher:
         return DocumentView(info, blocks, row[5])
 
     def _passage(self, passage_id: int) -> Passage:
-        with self._lock:
+        with self._lock, reading(self.generation):
             return read_passages(self._db, "p.id = ?", (passage_id,))[0]
 
 

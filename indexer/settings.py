@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -71,10 +72,28 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address `paracite serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `paracite serve` listens on.")
+    public_url: str | None = Field(
+        None,
+        description=(
+            "This server's address as readers reach it (e.g. https://search.example.com), for "
+            "the absolute links it hands out, such as copied citations. Unset: links are "
+            "relative and the browser completes them; the Host header is never used."
+        ),
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["*"],
         description="Origins allowed to call the read-only API (comma-separated, or *).",
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        url = urlsplit(value.strip())
+        if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
+            raise ValueError("must be an http(s) URL such as https://search.example.com")
+        return urlunsplit((url.scheme, url.netloc, url.path.rstrip("/"), "", ""))
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -45,10 +45,19 @@ PASSAGE_VECTORS = "passages.faiss"
 SENTENCE_VECTORS = "sentences.faiss"
 LEXICAL = "lexical"
 SENTENCE_LEXICAL = "lexical-sentences"
+# What bm25s saves in a lexical folder.
+LEXICAL_FILES = (
+    "params.index.json",
+    "vocab.index.json",
+    "data.csc.index.npy",
+    "indices.csc.index.npy",
+    "indptr.csc.index.npy",
+)
 # Anserini's BM25 parameters; on SQuAD part A they beat bm25s' defaults (1.5, 0.75).
 BM25_K1 = 0.9
 BM25_B = 0.4
 CURRENT = "CURRENT"
+REBUILD_HINT = "repair it with `paracite index <folder> --rebuild`"
 
 SCHEMA = """
 CREATE TABLE documents (
@@ -99,7 +108,8 @@ class Manifest:
             data = json.loads((generation / MANIFEST).read_text(encoding="utf-8"))
             return cls(**data)
         except (OSError, ValueError, TypeError) as error:
-            raise IndexCorrupt(f"index manifest in {generation} is unreadable: {error}") from error
+            message = f"index manifest in {generation} is unreadable: {error}; {REBUILD_HINT}"
+            raise IndexCorrupt(message) from error
 
     def write(self, generation: Path) -> None:
         (generation / MANIFEST).write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
@@ -140,6 +150,56 @@ def read_stats(index_dir: Path) -> IndexStats:
     return manifest.stats(index_dir)
 
 
+def check_index(index_dir: Path) -> IndexStats:
+    """Like `read_stats`, but first checks that the files the manifest implies exist and open."""
+    generation = require_generation(index_dir)
+    manifest = Manifest.read(generation)
+    manifest.check_compatible()
+    check_generation(generation, manifest)
+    return manifest.stats(index_dir)
+
+
+def check_generation(generation: Path, manifest: Manifest) -> None:
+    """IndexCorrupt unless the generation's files are all there and agree with its manifest.
+
+    Cheap: a few stat calls, file headers and two small queries; it does not read the vectors.
+    """
+    check_meta(generation, manifest)
+    check_vectors(generation / PASSAGE_VECTORS, manifest.passages, manifest.dimension)
+    check_vectors(generation / SENTENCE_VECTORS, manifest.sentences, manifest.dimension)
+    check_lexical(generation / LEXICAL, manifest.passages)
+    check_lexical(generation / SENTENCE_LEXICAL, manifest.sentences)
+
+
+def check_meta(generation: Path, manifest: Manifest) -> None:
+    """IndexCorrupt unless the metadata opens and holds the manifest's documents and passages."""
+    db = open_meta(generation, readonly=True)
+    try:
+        with reading(generation):
+            documents = db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+            last = db.execute("SELECT MAX(id) FROM passages").fetchone()[0]
+    finally:
+        db.close()
+    passages = 0 if last is None else last + 1
+    if (documents, passages) != (manifest.documents, manifest.passages):
+        raise IndexCorrupt(
+            f"index at {generation} is inconsistent: {META} holds {documents} documents and "
+            f"{passages} passages, the manifest {manifest.documents} and {manifest.passages}; "
+            f"{REBUILD_HINT}"
+        )
+
+
+def file_stamps(generation: Path) -> dict[str, tuple[int, int]]:
+    """Size and modification time of every file of a generation (they never change once live)."""
+    stamps = {}
+    with reading(generation):
+        for path in sorted(generation.rglob("*")):
+            if path.is_file():
+                stat = path.stat()
+                stamps[path.relative_to(generation).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+    return stamps
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -151,11 +211,13 @@ def current_generation(index_dir: Path) -> Path | None:
         name = pointer.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None
-    except OSError as error:
-        raise IndexCorrupt(f"cannot read {pointer}: {error}") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise IndexCorrupt(f"cannot read {pointer}: {error}; {REBUILD_HINT}") from error
     generation = index_dir / name
     if not re.fullmatch(r"gen-[\w.-]+", name) or not generation.is_dir():
-        raise IndexCorrupt(f"index at {index_dir} points to a missing generation {name!r}")
+        raise IndexCorrupt(
+            f"index at {index_dir} points to a missing generation {name!r}; {REBUILD_HINT}"
+        )
     return generation
 
 
@@ -195,9 +257,13 @@ def publish_generation(index_dir: Path, staged: Path) -> Path:
 def prune_generations(index_dir: Path, keep: int = 2) -> None:
     """Remove abandoned staging folders and all but the newest `keep` generations.
 
-    The previous generation is kept so a server that opened it keeps working.
+    The previous generation is kept so a server that opened it keeps working. A broken
+    CURRENT counts as no live generation, so that `--rebuild` can repair it.
     """
-    live = current_generation(index_dir)
+    try:
+        live = current_generation(index_dir)
+    except IndexCorrupt:
+        live = None
     for leftover in index_dir.glob("gen-*.tmp"):
         shutil.rmtree(leftover, ignore_errors=True)
     finished = sorted(
@@ -233,11 +299,21 @@ def writer_lock(index_dir: Path) -> Iterator[None]:
         handle.close()
 
 
+@contextlib.contextmanager
+def reading(generation: Path) -> Iterator[None]:
+    """Index reads in this block fail with IndexCorrupt instead of SQLite or OS errors."""
+    try:
+        yield
+    except (sqlite3.DatabaseError, OSError) as error:
+        message = f"index at {generation} is unreadable ({error}); {REBUILD_HINT}"
+        raise IndexCorrupt(message) from error
+
+
 def open_meta(generation: Path, *, readonly: bool) -> sqlite3.Connection:
     path = generation / META
     if readonly:
         if not path.is_file():
-            raise IndexCorrupt(f"index at {generation} has no {META}")
+            raise IndexCorrupt(f"index at {generation} has no {META}; {REBUILD_HINT}")
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
     else:
         db = sqlite3.connect(path)
@@ -256,7 +332,27 @@ def read_vectors(path: Path) -> faiss.Index:
     try:
         return faiss.read_index(str(path))
     except RuntimeError as error:
-        raise IndexCorrupt(f"cannot read vectors {path.name}: {error}") from error
+        raise IndexCorrupt(f"cannot read vectors {path}: {error}; {REBUILD_HINT}") from error
+
+
+def check_vectors(path: Path, count: int, dimension: int) -> None:
+    """IndexCorrupt unless `path` is a flat FAISS index of `count` vectors of `dimension`.
+
+    Checks the header and the file size only (a flat index is a fixed header plus the floats).
+    """
+    header_size = len(faiss.serialize_index(faiss.IndexFlatIP(dimension)))
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(16)
+            size = os.fstat(handle.fileno()).st_size
+    except OSError as error:
+        raise IndexCorrupt(f"cannot read vectors {path}: {error}; {REBUILD_HINT}") from error
+    wanted = b"IxFI" + dimension.to_bytes(4, "little") + count.to_bytes(8, "little")
+    if header != wanted or size != header_size + count * dimension * 4:
+        raise IndexCorrupt(
+            f"vectors {path} are damaged (expected {count} vectors of dimension {dimension}); "
+            f"{REBUILD_HINT}"
+        )
 
 
 def vectors_of(index: faiss.Index) -> np.ndarray:
@@ -274,13 +370,37 @@ def write_lexical(path: Path, documents: list[list[str]]) -> None:
         lexical.save(str(path), show_progress=False)
 
 
-def read_lexical(path: Path) -> bm25s.BM25 | None:
-    if not path.is_dir():
+def read_lexical(path: Path, count: int) -> bm25s.BM25 | None:
+    """The BM25 index over `count` texts; None only for an empty collection (none is written)."""
+    check_lexical(path, count)
+    if count == 0 and not path.exists():
         return None
     try:
         return bm25s.BM25.load(str(path), show_progress=False)
     except (OSError, ValueError) as error:
-        raise IndexCorrupt(f"lexical index {path.name} is unreadable: {error}") from error
+        message = f"lexical index {path} is unreadable: {error}; {REBUILD_HINT}"
+        raise IndexCorrupt(message) from error
+
+
+def check_lexical(path: Path, count: int) -> None:
+    """IndexCorrupt unless `path` holds a bm25s index over `count` texts (files and params)."""
+    if count == 0 and not path.exists():
+        return  # an empty collection has no lexical index
+    if not path.is_dir():
+        raise IndexCorrupt(f"lexical index {path} is missing; {REBUILD_HINT}")
+    missing = [name for name in LEXICAL_FILES if not (path / name).is_file()]
+    if missing:
+        raise IndexCorrupt(f"lexical index {path} lacks {', '.join(missing)}; {REBUILD_HINT}")
+    try:
+        params = json.loads((path / "params.index.json").read_text(encoding="utf-8"))
+        documents = params["num_docs"]
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        message = f"lexical index {path} is unreadable: {error}; {REBUILD_HINT}"
+        raise IndexCorrupt(message) from error
+    if documents != count:
+        raise IndexCorrupt(
+            f"lexical index {path} covers {documents} texts, not {count}; {REBUILD_HINT}"
+        )
 
 
 def read_sentences(db: sqlite3.Connection, first: int, count: int) -> tuple[Sentence, ...]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, Field, JsonValue
 
 from indexer.retrieval import MAX_K, MAX_QUERY_CHARS, Mode, Searcher
 from server.deps import get_searcher
@@ -14,9 +15,12 @@ from server.views import document_info_to_dict, document_to_dict, result_to_dict
 router = APIRouter()
 SearcherDep = Annotated[Searcher, Depends(get_searcher)]
 
-# Bounds are enforced by indexer.retrieval.validate_query (one place); these only describe them.
+# Bounds are enforced by indexer.retrieval.validate_query (one place, one set of messages);
+# these only describe them in the OpenAPI document.
 QUESTION_HELP = f"The question (1 to {MAX_QUERY_CHARS} characters)."
 K_HELP = f"How many passages to return (1 to {MAX_K})."
+QUESTION_SCHEMA: dict[str, JsonValue] = {"minLength": 1, "maxLength": MAX_QUERY_CHARS}
+K_SCHEMA: dict[str, JsonValue] = {"minimum": 1, "maximum": MAX_K}
 MODE_HELP = "hybrid (dense + lexical, the default), dense or bm25."
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"description": 'Bad input: `{"error": {"status": 422, "message": "..."}}`'},
@@ -27,13 +31,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 class AskRequest(BaseModel):
     """The body of POST /api/ask."""
 
-    q: str = Field(description=QUESTION_HELP)
-    k: int = Field(5, description=K_HELP)
+    q: str = Field(description=QUESTION_HELP, json_schema_extra=QUESTION_SCHEMA)
+    k: int = Field(5, description=K_HELP, json_schema_extra=K_SCHEMA)
     mode: Mode = Field("hybrid", description=MODE_HELP)
 
 
-Question = Annotated[str, Query(description=QUESTION_HELP)]
-K = Annotated[int, Query(description=K_HELP)]
+Question = Annotated[str, Query(description=QUESTION_HELP, json_schema_extra=QUESTION_SCHEMA)]
+K = Annotated[int, Query(description=K_HELP, json_schema_extra=K_SCHEMA)]
 ModeQuery = Annotated[Mode, Query(description=MODE_HELP)]
 
 
@@ -67,9 +71,36 @@ def document(searcher: SearcherDep, doc_id: str) -> Any:
     return document_to_dict(searcher.document(doc_id))
 
 
-@router.get("/healthz", tags=["health"], responses={503: {}})
+@router.get(
+    "/healthz",
+    tags=["health"],
+    responses={503: {"description": 'What is wrong: `{"error": {"status": 503, ...}}`'}},
+)
 def healthz(searcher: SearcherDep) -> Any:
-    """ok, and what the index holds: documents, passages, model, when it was built."""
+    """ok, and what the index holds; 503 when the index being served is gone or damaged."""
+    searcher.check()
     stats = searcher.stats().to_dict()
     stats.pop("path", None)  # where the index sits on disk is nobody else's business
     return {"status": "ok", **stats}
+
+
+def openapi_with_bounds(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, declaring `q` required on GET as well.
+
+    In the signatures `q` defaults to "" so that a missing question gets the same message as
+    an empty one, from the one validator.
+    """
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            routes=app.routes,
+        )
+        for path in ("/api/ask", "/api/search"):
+            for parameter in schema["paths"][path]["get"]["parameters"]:
+                if parameter["name"] == "q":
+                    parameter["required"] = True
+                    parameter["schema"].pop("default", None)
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -11,28 +11,33 @@ import jinja2
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from indexer.retrieval import Searcher
+from indexer.retrieval import MAX_QUERY_CHARS, Searcher
 from indexer.settings import Settings
-from indexer.store import read_stats
+from indexer.store import check_index
 from server import api, pages
-from server.errors import install_error_handlers
+from server.errors import install_error_handlers, json_error
 from server.views import doc_url, highlight_hit, hit_url
 
 HERE = Path(__file__).parent
 log = logging.getLogger("uvicorn.error")
+# The largest request body accepted: a question is at most 1,000 characters, so 64 KiB is
+# plenty for any JSON body and small enough that no client can make the server buffer much.
+MAX_BODY_BYTES = 64 * 1024
 
 
 def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
     """The app for `settings.index`, or for `searcher` when one is already open (tests).
 
-    A missing or incompatible index fails here, before the server starts, with a
+    A missing, broken or incompatible index fails here, before the server starts, with a
     one-line `ParaciteError`; the model itself loads in the lifespan.
     """
     if searcher is None:
-        read_stats(settings.index)
+        check_index(settings.index)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,6 +70,9 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.openapi = lambda: api.openapi_with_bounds(app)  # type: ignore[method-assign]
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(ApiCors, origins=settings.cors_origins)
     return app
 
@@ -78,6 +86,65 @@ def make_templates() -> Jinja2Templates:
     )
     env.globals.update(doc_url=doc_url, hit_url=hit_url, highlight_hit=highlight_hit)
     return Jinja2Templates(env=env)
+
+
+class BodyLimit:
+    """Refuses request bodies over `limit` bytes with 413, without buffering them.
+
+    A declared Content-Length over the limit is refused before anything is read; a chunked
+    (or under-declared) body is counted as it arrives and refused once it passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.message = (
+            f"the request body is larger than {limit // 1024} KiB "
+            f"(a question is at most {MAX_QUERY_CHARS} characters)"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            response = json_error(413, self.message)
+            response.headers["Connection"] = "close"
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    # Raised inside the route's body read: the error handlers answer it.
+                    raise HTTPException(413, self.message, headers={"Connection": "close"})
+            return message
+
+        await self.app(scope, counted_receive, send)
+
+
+class HeadAsGet:
+    """HEAD is answered as GET without the body (FastAPI's routes answer GET only)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_headers_only)
 
 
 class ApiCors:

@@ -147,10 +147,10 @@ def search(question: str, k: int, mode: str, as_json: bool, index_dir: Path | No
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @index_option
 def info(as_json: bool, index_dir: Path | None) -> None:
-    """Show what the index holds: model, counts, when it was built."""
-    from indexer.store import read_stats
+    """Show what the index holds: model, counts, when it was built (after checking its files)."""
+    from indexer.store import check_index
 
-    data = read_stats(_settings(index=index_dir).index).to_dict()
+    data = check_index(_settings(index=index_dir).index).to_dict()
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -169,10 +169,19 @@ def serve(index_dir: Path | None, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from server.app import create_app
+    from server.serving import uvicorn_config
 
     settings = _settings(index=index_dir, host=host, port=port)
-    app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    # Opened here, not in the app's lifespan, so that a broken index is a one-line error.
+    searcher = Searcher.open(settings.index, answer_threshold=settings.answer_threshold)
+    try:
+        app = create_app(settings, searcher)
+        server = uvicorn.Server(uvicorn_config(app, settings.host, settings.port))
+        server.run()
+    finally:
+        searcher.close()
+    if not server.started:
+        sys.exit(1)
 
 
 @main.command("eval")
@@ -341,6 +350,8 @@ def _highlight(text: str, hit: Any) -> str:
 
 
 def _print_report(report: IndexReport, index_dir: Path) -> None:
+    if report.repaired:
+        console.print(f"[yellow]repaired[/] {escape(report.repaired)}; rebuilt from the files")
     if report.up_to_date:
         console.print(
             f"[green]Index is up to date[/] ({report.count('unchanged')} files unchanged)"

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from indexer.errors import (
     DocumentNotFound,
@@ -38,6 +39,7 @@ STATUS_OF: dict[type[ParaciteError], int] = {
     ModelUnavailable: 503,
 }
 INTERNAL_ERROR = "internal error; the server log has the details"
+BAD_JSON = "the request body is not valid JSON"
 
 
 def wants_json(request: Request) -> bool:
@@ -46,15 +48,23 @@ def wants_json(request: Request) -> bool:
     return path == "/api" or path.startswith("/api/") or path == "/healthz"
 
 
-def error_response(request: Request, status: int, message: str) -> Response:
+def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The one JSON error body: `{"error": {"status": ..., "message": ...}}`."""
+    return JSONResponse({"error": {"status": status, "message": message}}, status, headers)
+
+
+def error_response(
+    request: Request, status: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
     """The error as JSON or as the HTML error page, depending on where it happened."""
     if wants_json(request):
-        return JSONResponse({"error": {"status": status, "message": message}}, status)
+        return json_error(status, message, headers)
     return get_templates(request).TemplateResponse(
         request,
         "error.html",
         {"status": status, "message": message, "query": request.query_params.get("q", "")},
         status_code=status,
+        headers=headers,
     )
 
 
@@ -72,7 +82,33 @@ async def _domain_error(request: Request, error: Exception) -> Response:
 
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
-    return error_response(request, error.status_code, str(error.detail))
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    if error.status_code == 400:
+        # FastAPI's only 400: a JSON body it could not decode (e.g. invalid UTF-8 in it).
+        return error_response(request, 422, BAD_JSON, headers)
+    return error_response(request, error.status_code, str(error.detail), headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers at this path (Starlette names only the first route's)."""
+    probe = {
+        "type": "http",
+        "path": request.url.path,
+        "root_path": request.scope.get("root_path", ""),
+    }
+    methods = {
+        method
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        if any(
+            route.matches({**probe, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    }
+    if "GET" in methods:
+        methods.add("HEAD")  # see server.app.HeadAsGet
+    return sorted(methods)
 
 
 async def _validation_error(request: Request, error: Exception) -> Response:
@@ -90,7 +126,10 @@ def describe_validation(error: RequestValidationError) -> str:
     parts = []
     for item in error.errors():
         if item.get("type") == "json_invalid":
-            parts.append("the request body is not valid JSON")
+            parts.append(BAD_JSON)
+            continue
+        if tuple(item.get("loc", ())) == ("body",):
+            parts.append('the request body must be a JSON object such as {"q": "..."}')
             continue
         where = [str(part) for part in item.get("loc", ()) if part not in ("query", "body")]
         field = ".".join(where) or "request"

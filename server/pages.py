@@ -63,7 +63,7 @@ def document(
         "doc": view.info,
         "blocks": document_blocks(view, parse_span(hl)),
         "metadata": shown_metadata(view.info.metadata),
-        "page_url": base_url(request) + "/doc/" + quote(doc_id, safe="/"),
+        "page_url": public_url(request) + "/doc/" + quote(doc_id, safe="/"),
         "json_url": "/api/documents/" + quote(doc_id, safe="/"),
     }
     return templates.TemplateResponse(request, "document.html", context)
@@ -83,7 +83,7 @@ def embed(
         "result": result,
         "query": result.query if result else "",
         "k": k,
-        "base": base_url(request),
+        "base": public_url(request),
         "json_url": "/api/ask?" + urlencode({"q": q, "k": k}) if q else "/api/documents",
     }
     return templates.TemplateResponse(request, "embed.html", context)
@@ -99,9 +99,12 @@ def widget() -> FileResponse:
     )
 
 
-def base_url(request: Request) -> str:
-    """This server's origin as the browser sees it, without a trailing slash."""
-    return str(request.base_url).rstrip("/")
+def public_url(request: Request) -> str:
+    """PARACITE_PUBLIC_URL (no trailing slash), or "" so that links stay relative.
+
+    Never the request's Host header: a forged one would end up in the links a page hands out.
+    """
+    return request.app.state.settings.public_url or ""
 
 
 def examples(request: Request, searcher: Searcher) -> list[str]:

@@ -22,9 +22,11 @@
   for (const button of document.querySelectorAll("button.copy[data-citation]")) {
     button.hidden = false;
     button.addEventListener("click", () => {
-      copy(button.dataset.citation).then(
+      // data-url is absolute with PARACITE_PUBLIC_URL, else relative to this page's address.
+      const citation = `${button.dataset.citation} — ${new URL(button.dataset.url, location.href).href}`;
+      copy(citation).then(
         () => { button.textContent = "Copied"; },
-        () => { button.textContent = "Press Ctrl+C"; window.prompt("Citation", button.dataset.citation); },
+        () => { button.textContent = "Press Ctrl+C"; window.prompt("Citation", citation); },
       );
       setTimeout(() => { button.textContent = "Copy citation"; }, 1800);
     });
