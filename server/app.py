@@ -16,6 +16,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from indexer.embedding import Embedder
+from indexer.live import LiveIndex
 from indexer.retrieval import MAX_QUERY_CHARS, Searcher
 from indexer.settings import Settings
 from indexer.store import check_index
@@ -41,10 +43,12 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        opened = searcher or Searcher.open(
-            settings.index, answer_threshold=settings.answer_threshold
-        )
-        app.state.searcher = opened
+        live = None if searcher is not None else LiveIndex(settings.index, open_searcher)
+        app.state.live = live
+        app.state.searcher = searcher
+        # The first generation (and the model) are opened now, not on the first question.
+        opened = live.current() if live is not None else searcher
+        assert opened is not None
         log.info(
             "paracite serving %d documents from %s at http://%s:%d/",
             opened.stats().documents,
@@ -55,8 +59,13 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         try:
             yield
         finally:
-            if searcher is None:
-                opened.close()
+            if live is not None:
+                live.close()
+
+    def open_searcher(index_dir: Path, embedder: Embedder | None) -> Searcher:
+        return Searcher.open(
+            index_dir, embedder=embedder, answer_threshold=settings.answer_threshold
+        )
 
     app = FastAPI(
         title="paracite",

@@ -108,10 +108,10 @@ def public_url(request: Request) -> str:
 
 
 def examples(request: Request, searcher: Searcher) -> list[str]:
-    """Example questions drawn from the collection, worked out once and kept on the app."""
-    cached: list[str] | None = getattr(request.app.state, "examples", None)
-    if cached is not None:
-        return cached
+    """Example questions drawn from the collection, worked out once per generation."""
+    cached: tuple[Path, list[str]] | None = getattr(request.app.state, "examples", None)
+    if cached is not None and cached[0] == searcher.generation:
+        return cached[1]
     titles, headings = [], []
     for info in searcher.documents()[:EXAMPLE_SOURCES]:
         titles.append(info.title)
@@ -120,5 +120,6 @@ def examples(request: Request, searcher: Searcher) -> list[str]:
         except ParaciteError:
             continue
         headings += [block.text for block in blocks if block.kind == "heading"]
-    request.app.state.examples = example_queries(titles, headings)
-    return request.app.state.examples
+    found = example_queries(titles, headings)
+    request.app.state.examples = (searcher.generation, found)
+    return found

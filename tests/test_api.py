@@ -325,7 +325,7 @@ def test_lifespan_opens_the_index_once_and_closes_it(
         assert fresh.get("/api/documents").status_code == 200
         assert len(opened) == 1
     [(index_dir, options, borrowed)] = opened
-    assert (index_dir, options) == (seed_index, {"answer_threshold": 0.5})
+    assert (index_dir, options) == (seed_index, {"embedder": None, "answer_threshold": 0.5})
     assert borrowed.closed
 
 
