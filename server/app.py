@@ -32,22 +32,27 @@ log = logging.getLogger("uvicorn.error")
 MAX_BODY_BYTES = 64 * 1024
 
 
-def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
-    """The app for `settings.index`, or for `searcher` when one is already open (tests).
+def create_app(
+    settings: Settings, searcher: Searcher | None = None, live: LiveIndex | None = None
+) -> FastAPI:
+    """The app for `settings.index`, following each newly published generation.
 
-    A missing, broken or incompatible index fails here, before the server starts, with a
-    one-line `ParaciteError`; the model itself loads in the lifespan.
+    `live` is an index already opened by the caller (`paracite serve` opens it first, so that
+    any problem is a one-line error); `searcher` pins the app to one open searcher (tests).
+    Otherwise a missing, broken or incompatible index fails here, before the server starts,
+    with a one-line `ParaciteError`, and the index and model open in the lifespan.
     """
-    if searcher is None:
+    if searcher is None and live is None:
         check_index(settings.index)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        live = None if searcher is not None else LiveIndex(settings.index, open_searcher)
-        app.state.live = live
+        following = live
+        if following is None and searcher is None:
+            following = open_live_index(settings)
+        app.state.live = following
         app.state.searcher = searcher
-        # The first generation (and the model) are opened now, not on the first question.
-        opened = live.current() if live is not None else searcher
+        opened = following.current() if following is not None else searcher
         assert opened is not None
         log.info(
             "paracite serving %d documents from %s at http://%s:%d/",
@@ -59,13 +64,8 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
         try:
             yield
         finally:
-            if live is not None:
-                live.close()
-
-    def open_searcher(index_dir: Path, embedder: Embedder | None) -> Searcher:
-        return Searcher.open(
-            index_dir, embedder=embedder, answer_threshold=settings.answer_threshold
-        )
+            if following is not None and live is None:
+                following.close()
 
     app = FastAPI(
         title="paracite",
@@ -84,6 +84,19 @@ def create_app(settings: Settings, searcher: Searcher | None = None) -> FastAPI:
     app.add_middleware(HeadAsGet)
     app.add_middleware(ApiCors, origins=settings.cors_origins)
     return app
+
+
+def open_live_index(settings: Settings) -> LiveIndex:
+    """The index at `settings.index`, opened now (model included), following new generations."""
+
+    def open_searcher(index_dir: Path, embedder: Embedder | None) -> Searcher:
+        return Searcher.open(
+            index_dir, embedder=embedder, answer_threshold=settings.answer_threshold
+        )
+
+    live = LiveIndex(settings.index, open_searcher)
+    live.current()
+    return live
 
 
 def make_templates() -> Jinja2Templates:

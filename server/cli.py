@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import click
 from rich.console import Console
@@ -19,6 +20,9 @@ from indexer.errors import ParaciteError
 from indexer.models import AskResult, IndexReport
 from indexer.retrieval import MAX_K, MODES, Searcher
 from indexer.settings import SentenceVectors, Settings
+
+if TYPE_CHECKING:
+    from indexer.watch import FolderWatch
 
 console = Console()
 errors = Console(stderr=True)
@@ -107,6 +111,12 @@ def main() -> None:
 @sentence_vectors_option
 @click.option("--rebuild", is_flag=True, help="Start from scratch instead of updating.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars; print the summary only.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="After indexing, keep watching FOLDER and re-index whenever its files change "
+    "(one line per run; Ctrl-C stops).",
+)
 def index(
     folder: Path,
     index_dir: Path | None,
@@ -115,16 +125,44 @@ def index(
     sentence_vectors: str | None,
     rebuild: bool,
     quiet: bool,
+    watch: bool,
 ) -> None:
     """Index FOLDER: new and changed files are embedded, deleted ones dropped."""
-    from indexer.build import build_index
-
     settings = _settings(
         index=index_dir, model=model, backend=backend, sentence_vectors=sentence_vectors
     )
+    _index_now(folder, settings, quiet=quiet, rebuild=rebuild)
+    if watch:
+        console.print(f"watching {escape(str(folder))} for changes (Ctrl-C stops)")
+        _folder_watch(folder, settings).run()
+
+
+def _index_now(folder: Path, settings: Settings, *, quiet: bool, rebuild: bool = False) -> None:
+    from indexer.build import build_index
+
     with _ProgressBars(enabled=not quiet and console.is_terminal) as progress:
         report = build_index(folder, settings, rebuild=rebuild, progress=progress)
     _print_report(report, settings.index)
+
+
+def _folder_watch(folder: Path, settings: Settings) -> FolderWatch:
+    """A watch on FOLDER that logs one line per re-indexing run."""
+    from indexer.watch import FolderWatch, describe_run
+
+    def report(run: IndexReport) -> None:
+        console.print(f"[green]{_clock()}[/] {escape(describe_run(run))}")
+        for file in run.files:
+            if file.status == "skipped":
+                console.print(f"  [yellow]skipped[/] {escape(file.path)}: {escape(file.reason)}")
+
+    def failed(error: ParaciteError) -> None:
+        errors.print(f"[bold red]{_clock()} error:[/] {escape(str(error))}", soft_wrap=True)
+
+    return FolderWatch(folder, settings, report, failed)
+
+
+def _clock() -> str:
+    return time.strftime("%H:%M:%S")
 
 
 @main.command()
@@ -163,23 +201,44 @@ def info(as_json: bool, index_dir: Path | None) -> None:
 @main.command()
 @index_option
 @click.option("--host", help="Address to listen on (default: PARACITE_HOST or 127.0.0.1).")
-@click.option("--port", type=int, help="Port (default: PARACITE_PORT or 8000).")
-def serve(index_dir: Path | None, host: str | None, port: int | None) -> None:
-    """Serve the web pages, the JSON API and the widget for an existing index."""
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="Port (default: PARACITE_PORT or 8000)."
+)
+@click.option(
+    "--watch",
+    "watch_folder",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Index FOLDER first, then re-index it whenever its files change; the server "
+    "answers from each new index without a restart.",
+)
+def serve(
+    index_dir: Path | None, host: str | None, port: int | None, watch_folder: Path | None
+) -> None:
+    """Serve the web pages, the JSON API and the widget; follows the index as it is rebuilt."""
     import uvicorn
 
-    from server.app import create_app
-    from server.serving import uvicorn_config
+    from server.app import create_app, open_live_index
+    from server.serving import listen, uvicorn_config
 
     settings = _settings(index=index_dir, host=host, port=port)
-    # Opened here, not in the app's lifespan, so that a broken index is a one-line error.
-    searcher = Searcher.open(settings.index, answer_threshold=settings.answer_threshold)
+    watcher = None
+    if watch_folder is not None:
+        _index_now(watch_folder, settings, quiet=False)
+        watcher = _folder_watch(watch_folder, settings)
+    # Opened and bound here, not in the app's lifespan, so that a broken index or a busy
+    # port is a one-line error before anything says it is serving.
+    live = open_live_index(settings)
     try:
-        app = create_app(settings, searcher)
+        listener = listen(settings.host, settings.port)
+        app = create_app(settings, live=live)
         server = uvicorn.Server(uvicorn_config(app, settings.host, settings.port))
-        server.run()
+        if watcher is not None:
+            watcher.start()
+        server.run(sockets=[listener])
     finally:
-        searcher.close()
+        if watcher is not None:
+            watcher.stop()
+        live.close()
     if not server.started:
         sys.exit(1)
 

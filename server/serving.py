@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from indexer.errors import ParaciteError
 
 # A keep-alive connection is closed after this many idle seconds (uvicorn's default).
 KEEP_ALIVE_SECONDS = 5
@@ -80,3 +83,19 @@ def uvicorn_config(
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         log_level="info",
     )
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, or a one-line error (a busy port, an unknown address).
+
+    Bound before uvicorn starts, so that nothing claims to be serving on a port it never got.
+    """
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ParaciteError(f"cannot listen on {host}:{port}: {reason}") from None
+    return listener
