@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from indexer.build import build_index
@@ -306,8 +307,16 @@ def test_in_context_sentence_vectors_switch_both_ways_and_set_the_answer_thresho
         assert (in_context.answer_threshold, standalone.answer_threshold) == (0.31, 0.35)
         assert in_context.stats().sentence_vectors == "in-context"
         # Same passages, sentences read in context: near the standalone vectors, not equal.
-        similarity = (in_context._sentence_vectors * standalone._sentence_vectors).sum(axis=1)
-        assert similarity.min() > 0.3 and similarity.max() < 0.999 and similarity.mean() > 0.7
+        # Each sentence alone finds its own in-context reading first. A ranking, not a floor per
+        # sentence: a degenerate line ("____. 2025.") scores 0.34 on torch but 0.28 with the
+        # int8 kernels of an AVX-512 VNNI CPU.
+        read_in_context = in_context._sentence_vectors
+        read_alone = standalone._sentence_vectors
+        similarity = read_in_context @ read_alone.T
+        own = similarity.diagonal()
+        assert own.max() < 0.999 and own.mean() > 0.7
+        finds_itself = similarity.argmax(axis=0) == np.arange(len(own))
+        assert finds_itself.mean() >= 0.9, np.flatnonzero(~finds_itself)
         result = in_context.ask("How many documents were examined between 2024 and March 2025?")
         assert result.answer is not None and "54 documents" in result.answer.text
     finally:
