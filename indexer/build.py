@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import time
@@ -83,6 +84,20 @@ def lexical_text(passage: Passage) -> str:
     return " ".join(part for part in (passage.title, passage.section, passage.text) if part)
 
 
+def _checkpoint(stage: str) -> None:
+    """Stop here for good when the crash tests ask to: a test-only hook, not a user setting.
+
+    With PARACITE_TEST_HOLD_AT set to this stage ("scan", "embed", "write" or "publish"), the
+    run writes the file named by PARACITE_TEST_HOLD_FILE and waits to be killed, so a test
+    can kill it at a known point on any CPU. Unset (always, outside tests) it does nothing.
+    """
+    if os.environ.get("PARACITE_TEST_HOLD_AT") != stage:
+        return
+    Path(os.environ["PARACITE_TEST_HOLD_FILE"]).write_text(stage, encoding="utf-8")
+    while True:
+        time.sleep(1)
+
+
 def build_index(
     root: Path,
     settings: Settings,
@@ -128,6 +143,7 @@ def build_index(
         chunked, unchanged = _scan(
             root, index_dir, settings, options, embedder, old_records, report, progress
         )
+        _checkpoint("scan")
         kept = set(chunked) | set(unchanged)
         for doc_id in sorted(set(old_records) - kept):
             if not any(f.path == doc_id for f in report.files):
@@ -157,6 +173,7 @@ def build_index(
                 progress,
                 sentence_mode=sentence_mode,
             )
+            _checkpoint("publish")
             publish_generation(index_dir, staged)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
@@ -290,6 +307,7 @@ def _write_generation(
             progress.advance,
             in_context=sentence_mode == "in-context",
         )
+        _checkpoint("embed")
     finally:
         cache.close()
     report.reused_embeddings = len(passages) + len(sentences) - report.embedded
@@ -302,6 +320,7 @@ def _write_generation(
     finally:
         db.close()
     progress.advance()
+    _checkpoint("write")
     write_vectors(staged / PASSAGE_VECTORS, passage_vectors, embedder.dimension)
     write_vectors(staged / SENTENCE_VECTORS, sentence_vectors, embedder.dimension)
     progress.advance()

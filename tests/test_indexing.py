@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -256,40 +255,76 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 1 and "Traceback" not in result.stderr
 
 
+def _what_the_index_answers(index_dir: Path, embedder: Embedder) -> dict[str, object]:
+    searcher = Searcher.open(index_dir, embedder)
+    try:
+        result = searcher.ask("Who lights the lamp?", k=3)
+        return {
+            "stats": searcher.stats().to_dict(),
+            "documents": [d.doc_id for d in searcher.documents()],
+            "hits": [(h.passage.doc_id, h.passage.paragraph, h.passage.text) for h in result.hits],
+            "answer": result.answer and result.answer.text,
+        }
+    finally:
+        searcher.close()
+
+
+@pytest.mark.parametrize("stage", ["scan", "embed", "write", "publish"])
 def test_sigkill_during_indexing_leaves_previous_index_usable(
-    tmp_path: Path, embedder: Embedder, make_settings
+    stage: str, tmp_path: Path, embedder: Embedder, make_settings
 ) -> None:
+    """A run killed at any stage (held there by indexer.build's test hook, so the kill lands
+    at a known point on any CPU) leaves the previous index answering as before."""
     docs = tmp_path / "docs"
     _write(docs, "first.txt", "The lighthouse keeper lit the lamp every evening at dusk.")
     settings = make_settings()
     build_index(docs, settings, embedder=embedder)
     before = current_generation(settings.index)
+    answers = _what_the_index_answers(settings.index, embedder)
+    assert answers["hits"] and answers["documents"] == ["first.txt"]
 
-    for i in range(400):
+    for i in range(20):
         _write(docs, f"more/{i:03}.txt", f"Filler document {i} about topic {i}.\n\n" * 5)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "index", str(docs), "--index", str(settings.index)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 300
-    while not list(settings.index.glob("gen-*.tmp")) and time.monotonic() < deadline:
-        assert process.poll() is None, "indexing finished before it could be killed"
-        time.sleep(0.05)
-    time.sleep(0.5)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    held = tmp_path / "held"
+    errors = tmp_path / "stderr.txt"
+    hook = {"PARACITE_TEST_HOLD_AT": stage, "PARACITE_TEST_HOLD_FILE": str(held)}
+    command = ["-m", "server.cli", "index", str(docs), "--index", str(settings.index)]
+    with open(errors, "wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, *command],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, **hook},
+        )
+    try:
+        deadline = time.monotonic() + 180  # against a hang, not a guess at speed
+        while not held.exists():
+            assert process.poll() is None, f"the run ended before {stage}: {errors.read_text()}"
+            assert time.monotonic() < deadline, f"the run never reached {stage}"
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
 
     assert current_generation(settings.index) == before
-    searcher = Searcher.open(settings.index, embedder)
-    top = searcher.search("Who lights the lamp?", k=1).hits[0]
-    assert top.passage.doc_id == "first.txt"
-    searcher.close()
+    assert _what_the_index_answers(settings.index, embedder) == answers
+    if stage != "scan":
+        assert list(settings.index.glob("gen-*.tmp")), "the killed run staged nothing"
 
     report = build_index(docs, settings, embedder=embedder)  # the next run picks up cleanly
-    assert report.count("added") == 400
+    assert report.count("added") == 20 and report.count("unchanged") == 1
+    # Vectors are cached as they are made, so a run killed after embedding loses none.
+    assert (report.embedded == 0) == (stage != "scan")
     assert not list(settings.index.glob("gen-*.tmp"))
-    shutil.rmtree(docs / "more")
+    assert current_generation(settings.index) != before
+    searcher = Searcher.open(settings.index, embedder)
+    try:
+        assert searcher.stats().documents == 21
+        top = searcher.search("Filler document 7 about topic 7", k=1).hits[0]
+        assert top.passage.doc_id == "more/007.txt"
+    finally:
+        searcher.close()
 
 
 def test_in_context_sentence_vectors_switch_both_ways_and_set_the_answer_threshold(
