@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -166,30 +166,57 @@ def test_concurrent_loads_export_once(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Two loaders racing on an empty cache: one exports, the other waits and reuses it."""
+    """A loader that finds an export under way waits for it and then reuses it.
+
+    The first export is held until the second loader has asked for the export lock, so the
+    two always overlap, however fast the machine.
+    """
     made = _export_folder(cache_dir)
     monkeypatch.setenv("PARACITE_CACHE_DIR", str(tmp_path))
+    exporting, second_waits, finish = threading.Event(), threading.Event(), threading.Event()
     calls: list[Path] = []
+    real_lock = embedding._export_lock
 
-    def slow_copy(location: str, folder: Path) -> None:
+    def held_copy(location: str, folder: Path) -> None:
         calls.append(folder)
-        time.sleep(0.3)
+        exporting.set()
+        assert finish.wait(120)
         folder.mkdir(parents=True, exist_ok=True)
         for name in (ONNX_FP32, embedding.ONNX_TOKENIZER, embedding.ONNX_META):
             (folder / name).write_bytes((made / name).read_bytes())
 
-    monkeypatch.setattr(embedding, "_export_onnx", slow_copy)
-    loaded: list[Embedder] = []
-    threads = [
-        threading.Thread(target=lambda: loaded.append(load_embedder(DEFAULT_MODEL, "onnx")))
-        for _ in range(2)
-    ]
+    @contextlib.contextmanager
+    def watched_lock(folder: Path) -> Iterator[None]:
+        if threading.current_thread().name == "second":
+            second_waits.set()
+        with real_lock(folder):
+            yield
+
+    monkeypatch.setattr(embedding, "_export_onnx", held_copy)
+    monkeypatch.setattr(embedding, "_export_lock", watched_lock)
+    loaded: dict[str, Embedder] = {}
+
+    def load() -> None:
+        loaded[threading.current_thread().name] = load_embedder(DEFAULT_MODEL, "onnx")
+
+    threads = [threading.Thread(target=load, name=name) for name in ("first", "second")]
+    threads[0].start()
+    assert exporting.wait(120), "the first loader never started exporting"
+    threads[1].start()
+    assert second_waits.wait(120), "the second loader did not ask for the export lock"
+    assert not loaded  # the first is still exporting, so the second cannot have loaded
+    finish.set()
     for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+        thread.join(120)
+        assert not thread.is_alive()
     assert len(calls) == 1
-    assert len(loaded) == 2
+    assert set(loaded) == {"first", "second"}
+    for loader in loaded.values():
+        assert isinstance(loader.encoder, embedding._OnnxEncoder)
+        assert loader.encoder.folder == calls[0]
+    np.testing.assert_allclose(
+        loaded["second"].embed(SENTENCES[:2]), loaded["first"].embed(SENTENCES[:2]), atol=1e-6
+    )
 
 
 def test_bad_model_name_is_one_line_error(no_network: None) -> None:
