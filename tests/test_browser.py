@@ -23,6 +23,9 @@ from server.app import create_app
 
 pytest_plugins = ["server_helpers"]
 pytestmark = pytest.mark.browser
+# Assertions wait up to 30 s (Playwright's default, 5 s, is a guess at speed that a loaded
+# 2-core machine can miss); they still pass as soon as the page is right.
+expect.set_options(timeout=30_000)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -134,7 +134,10 @@ def test_touching_a_file_without_changing_it_embeds_nothing(
     path = _write(docs, "a.txt", "Some stable text.")
     settings = make_settings()
     build_index(docs, settings, embedder=embedder)
-    os.utime(path, ns=(time.time_ns(), time.time_ns()))
+    # One second later, not "now": a write and a touch can share a timestamp on a fast machine.
+    written = path.stat().st_mtime_ns
+    os.utime(path, ns=(written + 1_000_000_000, written + 1_000_000_000))
+    assert path.stat().st_mtime_ns != written
     report = build_index(docs, settings, embedder=embedder)
     assert report.embedded == 0 and report.count("unchanged") == 1
 
