@@ -346,8 +346,8 @@ def test_in_context_sentence_vectors_switch_both_ways_and_set_the_answer_thresho
         assert in_context.stats().sentence_vectors == "in-context"
         # Same passages, sentences read in context: near the standalone vectors, not equal.
         # Each sentence alone finds its own in-context reading first. A ranking, not a floor per
-        # sentence: a degenerate line ("____. 2025.") scores 0.34 on torch but 0.28 with the
-        # int8 kernels of an AVX-512 VNNI CPU.
+        # sentence: the score of a degenerate line such as "____. 2025." moves with the CPU's
+        # int8 kernels (it fell below 0.3 on AVX-512 VNNI while torch gave 0.34).
         read_in_context = in_context._sentence_vectors
         read_alone = standalone._sentence_vectors
         similarity = read_in_context @ read_alone.T
