@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import zipfile
 from typing import Any
 
 import docx
@@ -26,6 +27,15 @@ ZIP_MAGIC = b"PK\x03\x04"
 HEADING_STYLE = re.compile(r"Heading ([1-9])")
 CELL_SEPARATOR = " | "
 MAX_STYLE_DEPTH = 8
+# Bounds on what a package may unpack to, checked before python-docx reads it. A Word
+# document of 2,000 pages has some 100,000 paragraphs and 2 million XML elements.
+MAX_PARTS = 10_000
+MAX_UNPACKED_BYTES = 200 * 1024 * 1024
+MAX_XML_PART_BYTES = 64 * 1024 * 1024
+MAX_ELEMENTS = 3_000_000
+MAX_PARAGRAPHS = 300_000
+_READ_CHUNK = 1024 * 1024
+_PARAGRAPH_TAGS = (b"<w:p>", b"<w:p ", b"<w:p/>")
 
 
 def load_docx(data: bytes, doc_id: str, stem: str) -> Document:
@@ -33,6 +43,7 @@ def load_docx(data: bytes, doc_id: str, stem: str) -> Document:
     if not data.startswith(ZIP_MAGIC):
         # Password-protected DOCX files and old .doc files are OLE containers, not zips.
         raise UnsupportedFile("cannot read DOCX: not a zip package (encrypted, or an old .doc?)")
+    check_package(data)
     try:
         word = docx.Document(io.BytesIO(data))
         builder, title_paragraph = _blocks(word)
@@ -41,6 +52,66 @@ def load_docx(data: bytes, doc_id: str, stem: str) -> Document:
         raise UnsupportedFile(f"cannot read DOCX: {short_reason(error)}") from None
     title = metadata.get("title") or title_paragraph or title_from_stem(stem)
     return Document(doc_id, title, builder.source, builder.blocks, "docx", metadata)
+
+
+def check_package(data: bytes) -> None:
+    """Refuse a package that unpacks to too much, or to too many XML elements or paragraphs.
+
+    The sizes the zip declares are checked first; then every part is inflated (and thrown
+    away) counting the bytes it really gives, since a zip can lie about its sizes.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as package:
+            parts = package.infolist()
+            if len(parts) > MAX_PARTS:
+                raise UnsupportedFile(
+                    f"DOCX has {len(parts):,} parts, over the {MAX_PARTS:,} limit"
+                )
+            declared = sum(part.file_size for part in parts)
+            if declared > MAX_UNPACKED_BYTES:
+                raise UnsupportedFile(_too_large(declared))
+            unpacked = elements = paragraphs = 0
+            for part in parts:
+                is_xml = part.filename.endswith((".xml", ".rels"))
+                size = 0
+                tail = b""
+                with package.open(part) as stream:
+                    while chunk := stream.read(_READ_CHUNK):
+                        size += len(chunk)
+                        unpacked += len(chunk)
+                        if unpacked > MAX_UNPACKED_BYTES:
+                            raise UnsupportedFile(_too_large(unpacked))
+                        if not is_xml:
+                            continue
+                        if size > MAX_XML_PART_BYTES:
+                            raise UnsupportedFile(_too_large(size, part.filename))
+                        # Tags cut by a chunk boundary are found in the overlap with the last.
+                        window = tail + chunk
+                        elements += chunk.count(b"<") - chunk.count(b"</")
+                        paragraphs += sum(window.count(tag) for tag in _PARAGRAPH_TAGS)
+                        paragraphs -= sum(tail.count(tag) for tag in _PARAGRAPH_TAGS)
+                        tail = chunk[-8:]
+                if elements > MAX_ELEMENTS:
+                    raise UnsupportedFile(
+                        f"DOCX has over {MAX_ELEMENTS:,} XML elements, too many to read"
+                    )
+                if paragraphs > MAX_PARAGRAPHS:
+                    raise UnsupportedFile(
+                        f"DOCX has {paragraphs:,} paragraphs, over the {MAX_PARAGRAPHS:,} limit"
+                    )
+    except UnsupportedFile:
+        raise
+    except Exception as error:  # noqa: BLE001 - damaged packages raise all kinds of errors
+        raise UnsupportedFile(f"cannot read DOCX: {short_reason(error)}") from None
+
+
+def _too_large(size: int, part: str = "") -> str:
+    what = f"its part {part}" if part else "DOCX"
+    limit = MAX_XML_PART_BYTES if part else MAX_UNPACKED_BYTES
+    return (
+        f"too large when decompressed: {what} unpacks to over {size // (1024 * 1024)} MB "
+        f"(limit {limit // (1024 * 1024)} MB)"
+    )
 
 
 def _blocks(word: WordDocument) -> tuple[SourceBuilder, str]:

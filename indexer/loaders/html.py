@@ -7,6 +7,7 @@ import re
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from indexer.errors import UnsupportedFile
 from indexer.loaders.common import (
     SourceBuilder,
     collapse_whitespace,
@@ -38,17 +39,81 @@ META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+
 # Two <br> in a row (marked by newlines while collecting text) separate paragraphs.
 LINE_BREAKS = re.compile(r"\n[^\S\n]*\n\s*")
 HEAD_SNIFF_BYTES = 4096
+# Browsers stop nesting at 512 levels; lexbor does not, and takes quadratic time on deeper
+# pages (86 s for 200,000 levels). The depth is estimated before parsing.
+MAX_DEPTH = 1000
+# Elements whose end tag may be left out (or that have none): a missing end tag is no nesting.
+_NOT_NESTING = frozenset(
+    {
+        "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+        "source", "track", "wbr", "p", "li", "dt", "dd", "tr", "td", "th", "option",
+        "optgroup", "thead", "tbody", "tfoot", "colgroup", "caption", "rb", "rt", "rp",
+        "rtc", "html", "head", "body", "image", "keygen", "basefont", "bgsound", "frame",
+    }
+)  # fmt: skip
+# Their content is text, not markup, up to their end tag.
+_RAW_TEXT = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", "noembed",
+                       "noframes", "plaintext"})  # fmt: skip
+_TAG = re.compile(r"<(/?)([a-z][^\s/<>]*)[^<>]*?(/?)>")
 
 
 def load_html(data: bytes, doc_id: str, stem: str) -> Document:
     """Load HTML bytes; the source is the blocks' text joined by blank lines."""
     text, warnings = decode_text(data, _declared_charset(data))
+    if nesting_depth(text, MAX_DEPTH) > MAX_DEPTH:
+        raise UnsupportedFile(f"HTML elements nested over {MAX_DEPTH:,} levels deep")
     tree = LexborHTMLParser(text)
     builder = _extract(_content_root(tree))
     if tree.body is not None and not any(b.kind == "paragraph" for b in builder.blocks):
         builder = _extract(tree.body)  # <main> may be an empty shell filled in by scripts
     title = _title(tree) or title_from_stem(stem)
     return Document(doc_id, title, builder.source, builder.blocks, "html", warnings=warnings)
+
+
+def nesting_depth(text: str, limit: int) -> int:
+    """How deeply the elements of an HTML text nest, estimated from its tags in one pass.
+
+    An end tag closes the elements left open inside it, as a parser would; elements whose
+    end tag is optional do not count. Stops counting past `limit`. Linear in the text.
+    """
+    lower = text.lower()
+    stack: list[str] = []
+    open_counts: dict[str, int] = {}
+    position = 0
+    while (position := lower.find("<", position)) != -1:
+        if lower.startswith("<!--", position):
+            end = lower.find("-->", position + 4)
+            if end == -1:
+                break
+            position = end + 3
+            continue
+        match = _TAG.match(lower, position)
+        if match is None:
+            position += 1
+            continue
+        position = match.end()
+        closing, name, self_closing = match.groups()
+        if closing:
+            if open_counts.get(name):
+                while (top := stack.pop()) != name:
+                    open_counts[top] -= 1
+                open_counts[name] -= 1
+            continue
+        if name in _RAW_TEXT:
+            end = lower.find(f"</{name}", position)
+            if end == -1:
+                break
+            position = end
+            continue
+        if name in _NOT_NESTING or (
+            self_closing and (open_counts.get("svg") or open_counts.get("math"))
+        ):
+            continue  # "<x/>" closes itself only in SVG and MathML
+        stack.append(name)
+        open_counts[name] = open_counts.get(name, 0) + 1
+        if len(stack) > limit:
+            break
+    return len(stack)
 
 
 def _declared_charset(data: bytes) -> str | None:
