@@ -15,7 +15,8 @@ from typing import Protocol
 from indexer.chunking import ChunkedDocument, ChunkingOptions, chunk_document
 from indexer.embedding import Embedder, EmbeddingCache, embed_cached, load_embedder
 from indexer.errors import IndexCorrupt, ParaciteError, UnsupportedFile
-from indexer.loaders import discover_files, load_document
+from indexer.loaders import document_id, find_files
+from indexer.loaders.isolated import IsolatedReader
 from indexer.models import (
     Document,
     DocumentBlock,
@@ -199,50 +200,60 @@ def _scan(
     report: IndexReport,
     progress: Progress,
 ) -> tuple[dict[str, _Loaded], dict[str, FileRecord]]:
-    """Load and chunk new or changed files; return them and the records of unchanged ones."""
-    files = discover_files(root, exclude=[index_dir])
+    """Load and chunk new or changed files; return them and the records of unchanged ones.
+
+    Each file is read in a worker process (`IsolatedReader`) under time and memory limits,
+    and whatever goes wrong with one file is reported as its skip reason.
+    """
+    discovery = find_files(
+        root, exclude=[index_dir], follow_external_links=settings.follow_external_links
+    )
+    for skipped in discovery.skipped:
+        report.files.append(FileReport(skipped.path_id, "skipped", skipped.reason))
     max_bytes = int(settings.max_file_mb * 1024 * 1024)
     chunked: dict[str, _Loaded] = {}
     unchanged: dict[str, FileRecord] = {}
-    progress.start("Reading files", len(files))
-    for path in files:
-        doc_id = path.relative_to(root).as_posix()
-        progress.advance()
-        try:
-            stat = path.stat()
-            old = old_records.get(doc_id)
-            if old and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-                unchanged[doc_id] = old
+    progress.start("Reading files", len(discovery.files))
+    with IsolatedReader(root, max_bytes, settings.max_file_seconds) as reader:
+        for path in discovery.files:
+            doc_id = document_id(path, root)
+            progress.advance()
+            try:
+                stat = path.stat()
+                old = old_records.get(doc_id)
+                if old and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+                    unchanged[doc_id] = old
+                    continue
+                digest = content_hash(path.read_bytes()) if stat.st_size <= max_bytes else ""
+                record = FileRecord(digest, stat.st_size, stat.st_mtime_ns)
+                if old and old.content_hash == digest:
+                    unchanged[doc_id] = record
+                    continue
+                document = reader.load(path)
+                result = chunk_document(document, options, embedder.count_tokens)
+            except FileNotFoundError:
+                reason = "file disappeared during indexing"
+                report.files.append(FileReport(doc_id, "skipped", reason))
                 continue
-            digest = content_hash(path.read_bytes()) if stat.st_size <= max_bytes else ""
-            record = FileRecord(digest, stat.st_size, stat.st_mtime_ns)
-            if old and old.content_hash == digest:
-                unchanged[doc_id] = record
+            except UnsupportedFile as error:
+                report.files.append(FileReport(doc_id, "skipped", str(error)))
                 continue
-            document = load_document(path, root, max_bytes)
-        except FileNotFoundError:
-            report.files.append(FileReport(doc_id, "skipped", "file disappeared during indexing"))
-            continue
-        except UnsupportedFile as error:
-            report.files.append(FileReport(doc_id, "skipped", str(error)))
-            continue
-        except Exception as error:  # noqa: BLE001 - one bad file must not stop the run
-            reason = f"could not be read ({type(error).__name__}: {error})"
-            report.files.append(FileReport(doc_id, "skipped", reason))
-            continue
-        result = chunk_document(document, options, embedder.count_tokens)
-        if not result.passages:
-            report.files.append(FileReport(doc_id, "skipped", "no text found"))
-            continue
-        chunked[doc_id] = _Loaded(result, record)
-        report.files.append(
-            FileReport(
-                doc_id,
-                "updated" if doc_id in old_records else "added",
-                "; ".join(document.warnings),
-                len(result.passages),
+            except Exception as error:  # noqa: BLE001 - one bad file must not stop the run
+                reason = f"could not be read ({type(error).__name__}: {error})"
+                report.files.append(FileReport(doc_id, "skipped", reason))
+                continue
+            if not result.passages:
+                report.files.append(FileReport(doc_id, "skipped", "no text found"))
+                continue
+            chunked[doc_id] = _Loaded(result, record)
+            report.files.append(
+                FileReport(
+                    doc_id,
+                    "updated" if doc_id in old_records else "added",
+                    "; ".join(document.warnings),
+                    len(result.passages),
+                )
             )
-        )
     for doc_id in unchanged:
         report.files.append(FileReport(doc_id, "unchanged"))
     return chunked, unchanged

@@ -59,6 +59,18 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(
         20.0, gt=0, description="Files larger than this (in MB) are skipped with a reason."
     )
+    max_file_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Files that take longer than this (in seconds) to read are skipped.",
+    )
+    follow_external_links: bool = Field(
+        False,
+        description=(
+            "Follow links that lead out of the indexed folder (by default they are skipped "
+            "with a reason)."
+        ),
+    )
     window_overlap: int = Field(
         1, ge=0, le=5, description="Sentences shared by consecutive windows of a long paragraph."
     )

@@ -16,6 +16,7 @@ import pytest
 from indexer.build import build_index
 from indexer.embedding import Embedder
 from indexer.errors import IndexBusy, IndexCorrupt, IndexNotFound, ModelMismatch
+from indexer.loaders import Discovery
 from indexer.retrieval import Searcher
 from indexer.settings import Settings
 from indexer.store import current_generation, writer_lock
@@ -178,14 +179,14 @@ def test_a_file_deleted_mid_run_is_reported(
     docs = tmp_path / "docs"
     _write(docs, "stays.txt", "This file stays put.")
     ghost = _write(docs, "ghost.txt", "This file vanishes.")
-    discover = build.discover_files
+    find = build.find_files
 
-    def discover_then_delete(root: Path, exclude: list[Path]) -> list[Path]:
-        files = discover(root, exclude)
+    def discover_then_delete(root: Path, exclude: list[Path], **options: bool) -> Discovery:
+        found = find(root, exclude, **options)
         ghost.unlink()
-        return files
+        return found
 
-    monkeypatch.setattr(build, "discover_files", discover_then_delete)
+    monkeypatch.setattr(build, "find_files", discover_then_delete)
     report = build_index(docs, make_settings(), embedder=embedder)
     by_path = {f.path: f for f in report.files}
     assert by_path["stays.txt"].status == "added"

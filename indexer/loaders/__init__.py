@@ -5,12 +5,22 @@ One module per format; this one finds files and picks the loader by extension.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
+import dataclasses
+import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from indexer.errors import UnsupportedFile
-from indexer.loaders.common import decode_text
+from indexer.loaders.common import decode_text, json_safe
+from indexer.loaders.discovery import (
+    Discovery,
+    SkippedPath,
+    discover_files,
+    document_id,
+    find_files,
+    readable_name,
+)
 from indexer.loaders.docx import load_docx
 from indexer.loaders.html import load_html
 from indexer.loaders.markdown import find_front_matter, load_markdown
@@ -18,7 +28,15 @@ from indexer.loaders.pdf import load_pdf
 from indexer.loaders.text import load_text
 from indexer.models import Document
 
-__all__ = ["SUPPORTED_EXTENSIONS", "discover_files", "load_document"]
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "Discovery",
+    "SkippedPath",
+    "discover_files",
+    "document_id",
+    "find_files",
+    "load_document",
+]
 
 TEXT_EXTENSIONS = frozenset({".txt"})
 MARKDOWN_EXTENSIONS = frozenset({".md", ".markdown"})
@@ -27,28 +45,8 @@ SUPPORTED_EXTENSIONS: frozenset[str] = (
     TEXT_EXTENSIONS | MARKDOWN_EXTENSIONS | HTML_EXTENSIONS | {".pdf", ".docx"}
 )
 BYTES_PER_MB = 1024 * 1024
-
-
-def discover_files(root: Path, exclude: Sequence[Path] = ()) -> list[Path]:
-    """Every regular file under `root`, sorted, except hidden ones and those under `exclude`.
-
-    Files of unsupported types are included so the caller can report them as skipped.
-    """
-    excluded = {path.resolve() for path in exclude}
-    found: list[Path] = []
-    for directory, subdirectories, files in os.walk(root):
-        here = Path(directory)
-        subdirectories[:] = [
-            name
-            for name in subdirectories
-            if not name.startswith(".") and (here / name).resolve() not in excluded
-        ]
-        for name in files:
-            path = here / name
-            if name.startswith(".") or not path.is_file() or path.resolve() in excluded:
-                continue
-            found.append(path)
-    return sorted(found)
+# A lone surrogate (from a YAML "\ud800" escape, say) cannot be stored as UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def load_document(path: Path, root: Path, max_bytes: int) -> Document:
@@ -60,8 +58,8 @@ def load_document(path: Path, root: Path, max_bytes: int) -> Document:
     if extension not in SUPPORTED_EXTENSIONS:
         raise UnsupportedFile(f"unsupported file type {extension or '(no extension)'}")
     data = _read(path, max_bytes)
-    doc_id = _relative_id(path, root)
-    stem = path.stem
+    doc_id = document_id(path, root)
+    stem = readable_name(path.stem)
     if extension in HTML_EXTENSIONS:
         document = load_html(data, doc_id, stem)
     elif extension == ".pdf":
@@ -79,7 +77,47 @@ def load_document(path: Path, root: Path, max_bytes: int) -> Document:
             document = load_text(text, doc_id, stem, warnings)
     if not any(block.kind == "paragraph" for block in document.blocks):
         raise UnsupportedFile("no text found")
-    return document
+    return _storable(document)
+
+
+def _storable(document: Document) -> Document:
+    """The document with any lone surrogate replaced by U+FFFD (one for one: spans hold)."""
+    texts = [document.title, document.source, *document.warnings]
+    metadata = json_safe(document.metadata)  # plain JSON types, so every string is reached
+    if not any(_SURROGATE.search(text) for text in texts) and not _has_surrogate(metadata):
+        return document
+
+    def clean(text: str) -> str:
+        return _SURROGATE.sub("\ufffd", text)
+
+    return dataclasses.replace(
+        document,
+        title=clean(document.title),
+        source=clean(document.source),
+        blocks=[dataclasses.replace(b, text=clean(b.text)) for b in document.blocks],
+        metadata=_clean_json(metadata, clean),
+        warnings=[clean(warning) for warning in document.warnings],
+    )
+
+
+def _has_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_surrogate(key) or _has_surrogate(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogate(item) for item in value)
+    return False
+
+
+def _clean_json(value: object, clean: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {clean(str(key)): _clean_json(item, clean) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clean_json(item, clean) for item in value]
+    return value
 
 
 def _read(path: Path, max_bytes: int) -> bytes:
@@ -107,10 +145,3 @@ def _read(path: Path, max_bytes: int) -> bytes:
 
 def _megabytes(size: int) -> str:
     return f"{size / BYTES_PER_MB:.1f} MB"
-
-
-def _relative_id(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.resolve().relative_to(root.resolve()).as_posix()
