@@ -91,18 +91,18 @@ def check_package(data: bytes) -> None:
                         paragraphs += sum(window.count(tag) for tag in _PARAGRAPH_TAGS)
                         paragraphs -= sum(tail.count(tag) for tag in _PARAGRAPH_TAGS)
                         tail = chunk[-8:]
-                if elements > MAX_ELEMENTS:
-                    raise UnsupportedFile(
-                        f"DOCX has over {MAX_ELEMENTS:,} XML elements, too many to read"
-                    )
-                if paragraphs > MAX_PARAGRAPHS:
-                    raise UnsupportedFile(
-                        f"DOCX has {paragraphs:,} paragraphs, over the {MAX_PARAGRAPHS:,} limit"
-                    )
+                        _check_counts(elements, paragraphs)
     except UnsupportedFile:
         raise
     except Exception as error:  # noqa: BLE001 - damaged packages raise all kinds of errors
         raise UnsupportedFile(f"cannot read DOCX: {short_reason(error)}") from None
+
+
+def _check_counts(elements: int, paragraphs: int) -> None:
+    if paragraphs > MAX_PARAGRAPHS:
+        raise UnsupportedFile(f"DOCX has over {MAX_PARAGRAPHS:,} paragraphs, too many to read")
+    if elements > MAX_ELEMENTS:
+        raise UnsupportedFile(f"DOCX has over {MAX_ELEMENTS:,} XML elements, too many to read")
 
 
 def _too_large(size: int, part: str = "") -> str:

@@ -6,6 +6,7 @@ Reads pickled requests `(path, root, max_bytes)` on stdin and answers each with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -27,6 +28,17 @@ def limit_memory(limit: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker if the indexing process dies first."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def answer(path: bytes, root: bytes, max_bytes: int, memory_limit: int) -> tuple[str, Any]:
     """Load one file: ("ok", the Document) or ("skip", why not)."""
     try:
@@ -44,6 +56,7 @@ def answer(path: bytes, root: bytes, max_bytes: int, memory_limit: int) -> tuple
 def main() -> None:
     """Serve requests until stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    die_with_parent()
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the replies
     memory_limit = int(sys.argv[1]) if len(sys.argv) > 1 else 0
