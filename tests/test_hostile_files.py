@@ -24,10 +24,11 @@ import indexer.build as build
 import indexer.loaders.discovery as discovery
 from indexer.build import build_index
 from indexer.embedding import Embedder
+from indexer.errors import ParaciteError
 from indexer.loaders import find_files
 from indexer.loaders.discovery import safe_id
 from indexer.loaders.docx import MAX_PARAGRAPHS, MAX_UNPACKED_BYTES, MAX_XML_PART_BYTES
-from indexer.loaders.html import MAX_DEPTH
+from indexer.loaders.html import MAX_DEPTH, nesting_depth
 from indexer.loaders.isolated import IsolatedReader
 from indexer.models import IndexReport
 from indexer.retrieval import Searcher
@@ -300,6 +301,29 @@ def test_decompression_bombs_and_deep_html_are_skipped_with_reasons(
         "skipped",
         f"HTML elements nested over {MAX_DEPTH:,} levels deep",
     )
+
+
+@pytest.mark.parametrize(
+    ("html", "depth"),
+    [
+        ("<html><body><div><p>a<p>b<ul><li>x<li>y</ul></div></body></html>", 0),
+        ("<div><svg><path/><path/><g><path/></g></svg></div>", 0),
+        ("<div><script>'<div><div><div>'</script><!-- <div><div> --></div>", 0),
+        ("<div><span><b>unclosed inline</div><div>", 1),
+        ("<div>" * 5 + "<div/>" * 5, 10),
+        ("<section>" * 3 + "</section>" * 3 + "<a" * 50, 0),
+    ],
+)
+def test_html_nesting_is_estimated_as_a_parser_would_nest(html: str, depth: int) -> None:
+    assert nesting_depth(html, MAX_DEPTH) == depth
+
+
+def test_a_reader_that_cannot_start_stops_the_run_with_a_clear_error(tmp_path: Path) -> None:
+    write(tmp_path, "a.txt")
+    command = [sys.executable, "-c", "import sys; sys.exit('no parsers here')"]
+    with IsolatedReader(tmp_path, 1 << 20, 5, command=command) as reader:
+        with pytest.raises(ParaciteError, match="could not start: no parsers here"):
+            reader.load(tmp_path / "a.txt")
 
 
 def fake_worker(behaviour: str) -> list[str]:
