@@ -347,9 +347,9 @@ worker.main()
     [
         ("time.sleep(3600)", None, "took longer than 2 s to read (PARACITE_MAX_FILE_SECONDS)"),
         (
-            "bytearray(400 * 1024 * 1024)",
-            200 * 1024 * 1024,
-            "too large when decompressed (needs over 200 MB of memory to read)",
+            "bytearray(1024 * 1024 * 1024)",
+            512 * 1024 * 1024,
+            "too large when decompressed (needs over 512 MB of memory to read)",
         ),
         (
             "os.kill(os.getpid(), signal.SIGSEGV)",

@@ -29,6 +29,9 @@ from indexer.models import Document
 # The worker's address-space limit: a file that needs more (a decompression bomb, say)
 # fails with MemoryError there, and the index run stays under 1 GB per process.
 MAX_READER_MEMORY = 900 * 1024 * 1024
+# numpy (imported with the text helpers) starts a BLAS thread per core, each reserving
+# address space that would count against the worker's limit on a many-core machine.
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 STARTUP_SECONDS = 120.0  # importing the loaders; generous for a machine under load
 _HEADER = struct.Struct(">Q")
 
@@ -115,6 +118,7 @@ class IsolatedReader:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
+            env={**os.environ, **ONE_THREAD},
         )
         self._process = process
         try:
