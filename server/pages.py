@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -13,7 +14,14 @@ from fastapi.templating import Jinja2Templates
 from indexer.errors import ParaciteError
 from indexer.retrieval import Mode, Searcher
 from server.deps import get_searcher, get_templates
-from server.views import document_blocks, example_queries, parse_span, shown_metadata
+from server.views import (
+    IndexSummary,
+    document_blocks,
+    example_queries,
+    index_summary,
+    parse_span,
+    shown_metadata,
+)
 
 STATIC = Path(__file__).parent / "static"
 EXAMPLE_SOURCES = 20  # documents looked at for example questions
@@ -43,6 +51,7 @@ def home(
     result = searcher.ask(q, k, mode)
     context = {
         "result": result,
+        "summary": summary(request, searcher),
         "query": result.query,
         "json_url": "/api/ask?" + urlencode({"q": result.query, "k": k, "mode": mode}),
     }
@@ -89,6 +98,16 @@ def embed(
     return templates.TemplateResponse(request, "embed.html", context)
 
 
+@router.get("/favicon.ico")
+def favicon() -> FileResponse:
+    """The icon browsers ask for on their own (pages also name /static/favicon.svg)."""
+    return FileResponse(
+        STATIC / "favicon.svg",
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
+
+
 @router.get("/widget.js")
 def widget() -> FileResponse:
     """The embeddable search widget (see the README for the two-line snippet)."""
@@ -123,3 +142,12 @@ def examples(request: Request, searcher: Searcher) -> list[str]:
     found = example_queries(titles, headings)
     request.app.state.examples = (searcher.generation, found)
     return found
+
+
+def summary(request: Request, searcher: Searcher) -> IndexSummary:
+    """What was searched and when it was indexed; paragraphs are counted once per generation."""
+    counted: tuple[Path, int] | None = getattr(request.app.state, "paragraphs", None)
+    if counted is None or counted[0] != searcher.generation:
+        counted = (searcher.generation, sum(info.paragraphs for info in searcher.documents()))
+        request.app.state.paragraphs = counted
+    return index_summary(searcher.stats(), counted[1], datetime.now(UTC))

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from indexer.models import AskResult, DocumentBlock, DocumentInfo, DocumentView, Hit
+from indexer.models import AskResult, DocumentBlock, DocumentInfo, DocumentView, Hit, IndexStats
 
 # How far past the previous match a character of clean text may sit in the source text:
 # long enough to step over a Markdown link target, short enough to stay in the paragraph.
@@ -187,3 +188,33 @@ def example_queries(titles: list[str], headings: list[str], limit: int = 3) -> l
         if len(text) <= 120 and text not in picked:
             picked.append(text)
     return picked[:limit]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSummary:
+    """What a results page says was searched: '2 documents · 40 paragraphs', and when built."""
+
+    text: str
+    built_at: str
+    age: str
+
+
+def index_summary(stats: IndexStats, paragraphs: int, now: datetime) -> IndexSummary:
+    documents = f"{stats.documents:,} document{'s' if stats.documents != 1 else ''}"
+    counted = f"{paragraphs:,} paragraph{'s' if paragraphs != 1 else ''}"
+    return IndexSummary(f"{documents} · {counted}", stats.built_at, age(stats.built_at, now))
+
+
+def age(timestamp: str, now: datetime) -> str:
+    """How long ago an ISO timestamp was, as a person says it: '5 minutes ago'."""
+    try:
+        seconds = (now - datetime.fromisoformat(timestamp)).total_seconds()
+    except (TypeError, ValueError):
+        return timestamp
+    if seconds < 60:
+        return "just now"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return timestamp

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -140,6 +141,20 @@ def test_ask_on_home_page_then_follow_the_citation(page: Page, live_server: Live
     expect(paragraph.locator("mark")).to_have_text(answer_text)
     expect(paragraph).to_be_in_viewport()
     screenshot(page, "cited-paragraph.png")
+
+
+def test_slash_focuses_the_search_box_but_not_while_typing(
+    page: Page, live_server: LiveServer
+) -> None:
+    page.goto(live_server.url + "/?" + urlencode({"q": SEED_QUESTION}))
+    box = page.get_by_role("searchbox")
+    page.locator("main").click()
+    expect(box).not_to_be_focused()
+    page.keyboard.press("/")
+    expect(box).to_be_focused()
+    expect(box).to_have_value(SEED_QUESTION)  # the "/" selected it, not typed into it
+    page.keyboard.type("and/or")
+    expect(box).to_have_value("and/or")  # typed over the selection, "/" included
 
 
 def test_copy_citation_puts_title_paragraph_and_url_on_the_clipboard(
