@@ -10,7 +10,14 @@ from pydantic import BaseModel, Field, JsonValue
 
 from indexer.retrieval import MAX_K, MAX_QUERY_CHARS, Mode, Searcher
 from server.deps import get_searcher
-from server.views import document_info_to_dict, document_to_dict, result_to_dict
+from server.schemas import (
+    AskResponse,
+    DocumentOut,
+    DocumentResponse,
+    DocumentsResponse,
+    ErrorResponse,
+    HealthResponse,
+)
 
 router = APIRouter()
 SearcherDep = Annotated[Searcher, Depends(get_searcher)]
@@ -23,8 +30,8 @@ QUESTION_SCHEMA: dict[str, JsonValue] = {"minLength": 1, "maxLength": MAX_QUERY_
 K_SCHEMA: dict[str, JsonValue] = {"minimum": 1, "maximum": MAX_K}
 MODE_HELP = "hybrid (dense + lexical, the default), dense or bm25."
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    422: {"description": 'Bad input: `{"error": {"status": 422, "message": "..."}}`'},
-    503: {"description": "The index cannot be read."},
+    422: {"description": "Bad input, said in a sentence.", "model": ErrorResponse},
+    503: {"description": "The index cannot be read.", "model": ErrorResponse},
 }
 
 
@@ -42,46 +49,55 @@ ModeQuery = Annotated[Mode, Query(description=MODE_HELP)]
 
 
 @router.get("/api/ask", tags=["questions"], responses=ERROR_RESPONSES)
-def ask_get(searcher: SearcherDep, q: Question = "", k: K = 5, mode: ModeQuery = "hybrid") -> Any:
+def ask_get(
+    searcher: SearcherDep, q: Question = "", k: K = 5, mode: ModeQuery = "hybrid"
+) -> AskResponse:
     """Answer a question: the best sentence, cited to its passage, and the passages."""
-    return result_to_dict(searcher.ask(q, k, mode))
+    return AskResponse.of(searcher.ask(q, k, mode))
 
 
 @router.post("/api/ask", tags=["questions"], responses=ERROR_RESPONSES)
-def ask_post(searcher: SearcherDep, body: AskRequest) -> Any:
+def ask_post(searcher: SearcherDep, body: AskRequest) -> AskResponse:
     """Same as GET /api/ask, with the question in a JSON body `{"q": ..., "k": ...}`."""
-    return result_to_dict(searcher.ask(body.q, body.k, body.mode))
+    return AskResponse.of(searcher.ask(body.q, body.k, body.mode))
 
 
 @router.get("/api/search", tags=["questions"], responses=ERROR_RESPONSES)
-def search(searcher: SearcherDep, q: Question = "", k: K = 5, mode: ModeQuery = "hybrid") -> Any:
+def search(
+    searcher: SearcherDep, q: Question = "", k: K = 5, mode: ModeQuery = "hybrid"
+) -> AskResponse:
     """The passages that best match a question, without choosing an answer."""
-    return result_to_dict(searcher.search(q, k, mode))
+    return AskResponse.of(searcher.search(q, k, mode))
 
 
-@router.get("/api/documents", tags=["documents"])
-def documents(searcher: SearcherDep) -> Any:
+@router.get("/api/documents", tags=["documents"], responses={503: ERROR_RESPONSES[503]})
+def documents(searcher: SearcherDep) -> DocumentsResponse:
     """Every indexed document: id, title, format, paragraph count and metadata."""
-    return {"documents": [document_info_to_dict(info) for info in searcher.documents()]}
+    return DocumentsResponse(documents=[DocumentOut.of(info) for info in searcher.documents()])
 
 
-@router.get("/api/documents/{doc_id:path}", tags=["documents"], responses={404: {}})
-def document(searcher: SearcherDep, doc_id: str) -> Any:
+@router.get(
+    "/api/documents/{doc_id:path}",
+    tags=["documents"],
+    responses={
+        404: {"description": "No such document.", "model": ErrorResponse},
+        **ERROR_RESPONSES,
+    },
+)
+def document(searcher: SearcherDep, doc_id: str) -> DocumentResponse:
     """One document: every block (paragraphs numbered) with its section, page and span."""
-    return document_to_dict(searcher.document(doc_id))
+    return DocumentResponse.of_view(searcher.document(doc_id))
 
 
 @router.get(
     "/healthz",
     tags=["health"],
-    responses={503: {"description": 'What is wrong: `{"error": {"status": 503, ...}}`'}},
+    responses={503: {"description": "What is wrong with the index.", "model": ErrorResponse}},
 )
-def healthz(searcher: SearcherDep) -> Any:
+def healthz(searcher: SearcherDep) -> HealthResponse:
     """ok, and what the index holds; 503 when the index being served is gone or damaged."""
     searcher.check()
-    stats = searcher.stats().to_dict()
-    stats.pop("path", None)  # where the index sits on disk is nobody else's business
-    return {"status": "ok", **stats}
+    return HealthResponse.of(searcher.stats())
 
 
 def openapi_with_bounds(app: FastAPI) -> dict[str, Any]:

@@ -370,7 +370,9 @@ def _open(index_dir: Path | None) -> Searcher:
 
 def _print_result(result: AskResult, as_json: bool, with_answer: bool) -> None:
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        from server.schemas import AskResponse
+
+        click.echo(AskResponse.of(result).model_dump_json(indent=2))
         return
     if with_answer:
         if result.answer:

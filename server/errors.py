@@ -25,6 +25,7 @@ from indexer.errors import (
     ModelUnavailable,
     ParaciteError,
 )
+from indexer.retrieval import MAX_K, MAX_QUERY_CHARS, MODES
 from server.deps import get_templates
 
 log = logging.getLogger("uvicorn.error")
@@ -121,19 +122,32 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
     return error_response(request, 500, INTERNAL_ERROR)
 
 
+# What each request field must be, said as a sentence (instead of pydantic's wording).
+FIELD_RULES = {
+    "q": f"the question q must be text of 1 to {MAX_QUERY_CHARS} characters",
+    "k": f"k must be a whole number from 1 to {MAX_K}",
+    "mode": f"mode must be one of {', '.join(MODES)}",
+}
+
+
 def describe_validation(error: RequestValidationError) -> str:
-    """One line naming each bad field: 'k: Input should be a valid integer'."""
-    parts = []
+    """One sentence per bad field: 'k must be a whole number from 1 to 50'."""
+    parts: list[str] = []
     for item in error.errors():
         if item.get("type") == "json_invalid":
-            parts.append(BAD_JSON)
-            continue
-        if tuple(item.get("loc", ())) == ("body",):
-            parts.append('the request body must be a JSON object such as {"q": "..."}')
-            continue
-        where = [str(part) for part in item.get("loc", ()) if part not in ("query", "body")]
-        field = ".".join(where) or "request"
-        parts.append(f"{field}: {item.get('msg', 'invalid')}")
+            sentence = BAD_JSON
+        elif tuple(item.get("loc", ())) == ("body",):
+            sentence = 'the request body must be a JSON object such as {"q": "..."}'
+        else:
+            where = [str(part) for part in item.get("loc", ()) if part not in ("query", "body")]
+            field = ".".join(where) or "request"
+            rule = FIELD_RULES.get(field)
+            if item.get("type") == "missing":
+                sentence = f"{field} is required" + (f": {rule}" if rule else "")
+            else:
+                sentence = rule or f"{field} is not valid"
+        if sentence not in parts:
+            parts.append(sentence)
     return "; ".join(parts) or "invalid request"
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from indexer.models import AskResult, DocumentBlock, DocumentInfo, DocumentView, Hit, IndexStats
+from indexer.models import DocumentBlock, DocumentView, Hit, IndexStats
 
 # How far past the previous match a character of clean text may sit in the source text:
 # long enough to step over a Markdown link target, short enough to stay in the paragraph.
@@ -56,32 +56,6 @@ def hit_url(hit: Hit) -> str:
     sentence = hit.best_sentence
     span = (sentence.char_start, sentence.char_end) if sentence else None
     return doc_url(hit.passage.doc_id, hit.passage.paragraph, span)
-
-
-def result_to_dict(result: AskResult) -> dict[str, Any]:
-    """The JSON of /api/ask and /api/search: the result plus a link for every citation."""
-    data = result.to_dict()
-    for passage, hit in zip(data["passages"], result.hits, strict=True):
-        passage["url"] = hit_url(hit)
-    if result.answer is not None:
-        answer = result.answer
-        data["answer"]["url"] = doc_url(
-            answer.doc_id, answer.paragraph, (answer.char_start, answer.char_end)
-        )
-    return data
-
-
-def document_info_to_dict(info: DocumentInfo) -> dict[str, Any]:
-    return {**info.to_dict(), "url": doc_url(info.doc_id)}
-
-
-def document_to_dict(view: DocumentView) -> dict[str, Any]:
-    data = view.to_dict()
-    data["url"] = doc_url(view.info.doc_id)
-    for block in data["blocks"]:
-        if block["paragraph"] is not None:
-            block["url"] = doc_url(view.info.doc_id, block["paragraph"])
-    return data
 
 
 def highlight_hit(hit: Hit) -> Highlighted:
