@@ -5,6 +5,7 @@ Screenshots go to test-artifacts/ at the repository root (gitignored).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -15,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 from server_helpers import EVIL_QUESTION, SCRIPT, SEED_QUESTION, LiveServer
 
 from indexer.retrieval import Searcher
@@ -248,3 +249,55 @@ def test_embed_iframe_answers_inside_the_host_page(
     assert href.startswith(live_server.url + "/doc/")
     page.locator("#frame").scroll_into_view_if_needed()
     screenshot(page, "embed-iframe.png")
+
+
+def test_widget_searches_as_you_type_and_says_why_blank_does_nothing(
+    page: Page, live_server: LiveServer, host_site: str
+) -> None:
+    page.goto(host_site)
+    widget = page.locator("[data-paracite]")
+    box = widget.get_by_role("searchbox")
+    widget.get_by_role("button", name="Ask").click()
+    expect(widget.locator(".status")).to_have_text("Type a question first, then press Enter.")
+    expect(box).to_be_focused()
+
+    box.press_sequentially(SEED_QUESTION)  # no Enter: a pause in typing searches
+    expect(widget.locator(".answer a.cite")).to_be_visible()
+    expect(widget.locator("li")).to_have_count(3)
+    # the footer says what is searched, from /healthz
+    expect(widget.locator(".powered")).to_contain_text(re.compile(r"\d+ documents, indexed "))
+
+
+def test_widget_drops_a_stale_search_for_the_newer_one(
+    page: Page, live_server: LiveServer, host_site: str
+) -> None:
+    held: list[Route] = []
+
+    def hold_the_first_question(route: Route) -> None:
+        if "lighthouse" in route.request.url and not held:
+            held.append(route)  # answered only after the newer question is
+        else:
+            route.continue_()
+
+    page.add_init_script(
+        "window.abortedSearches = 0; const realFetch = window.fetch;"
+        "window.fetch = (url, options) => {"
+        "  options?.signal?.addEventListener('abort', () => window.abortedSearches++);"
+        "  return realFetch(url, options); };"
+    )
+    page.route("**/api/ask?*", hold_the_first_question)
+    page.goto(host_site)
+    widget = page.locator("[data-paracite]")
+    box = widget.get_by_role("searchbox")
+    box.fill("lighthouse keeper")
+    expect(widget.locator(".status")).to_have_text("Searching…")
+    box.fill(SEED_QUESTION)
+    box.press("Enter")
+    expect(widget.locator(".answer a.cite")).to_be_visible()
+    answer = widget.locator(".answer p").first.inner_text()
+    assert page.evaluate("window.abortedSearches") == 1
+    with contextlib.suppress(Exception):  # the browser already gave up on it
+        held[0].continue_()
+    page.wait_for_timeout(500)  # give a stale answer the chance to (wrongly) show
+    assert widget.locator(".answer p").first.inner_text() == answer
+    expect(widget.locator(".status")).to_have_text("")

@@ -2,6 +2,7 @@
 //   <div data-paracite></div>
 //   <script src="http://HOST:PORT/widget.js" defer></script>
 // Optional attributes on the div: data-k="3" (passages shown), data-placeholder="...".
+// It searches as you type (after a short pause, cancelling the search before) and on Enter.
 // Everything renders inside a Shadow DOM, and document text only ever goes through
 // textContent, so neither the host page's CSS nor the indexed text can break out.
 (() => {
@@ -11,6 +12,8 @@
     document.currentScript ||
     Array.from(document.querySelectorAll("script[src]")).find((s) => /\/widget\.js(\?|$)/.test(s.src));
   const ORIGIN = new URL(script ? script.src : location.href).origin;
+  const TYPING_PAUSE_MS = 350; // search once typing pauses this long
+  const MIN_TYPED = 3; // characters before searching as you type (Enter searches any)
 
   const STYLE = `
     :host { all: initial; display: block; contain: content; }
@@ -34,7 +37,7 @@
       font: inherit; margin: 0; padding: 8px 14px; cursor: pointer;
       color: #fff; background: #1d5bbf; border: 0; border-radius: 8px;
     }
-    button[disabled] { opacity: 0.6; cursor: progress; }
+    .results[aria-busy="true"] { opacity: 0.6; }
     a { color: #1d5bbf; text-decoration: none; }
     a:hover { text-decoration: underline; }
     mark { background: #fff0a3; color: inherit; border-radius: 2px; }
@@ -102,9 +105,9 @@
     );
   }
 
-  async function ask(question, k) {
+  async function ask(question, k, signal) {
     const url = `${ORIGIN}/api/ask?` + new URLSearchParams({ q: question, k: String(k) });
-    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    const response = await fetch(url, { headers: { Accept: "application/json" }, signal });
     const data = await response.json().catch(() => null);
     if (!response.ok) {
       const message = data && data.error ? data.error.message : `HTTP ${response.status}`;
@@ -130,29 +133,93 @@
     const form = el("form", { role: "search" }, input, button);
     const status = el("div", { class: "status", role: "status", "aria-live": "polite" });
     const results = el("div", { class: "results" });
-    const powered = el("div", { class: "powered" }, link("/", "paracite"));
+    const about = el("span", { class: "about" });
+    const powered = el("div", { class: "powered" }, about, link("/", "paracite"));
     root.append(el("style", { text: STYLE }), el("div", { class: "box" }, form, status, results, powered));
+    describeIndex(about);
 
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const question = input.value.trim();
-      if (!question) return;
-      button.disabled = true;
-      status.className = "status";
-      status.textContent = "Searching…";
+    let pending = null; // the search in flight, cancelled when a newer one starts
+    let pause = null; // the timer that waits for typing to pause
+    let shown = ""; // the question whose results are on screen
+
+    function say(text, isError = false) {
+      status.className = isError ? "status error" : "status";
+      status.textContent = text;
+    }
+
+    async function search(question) {
+      if (pending) pending.abort();
+      const controller = new AbortController();
+      pending = controller;
+      say("Searching…");
+      results.setAttribute("aria-busy", "true");
       try {
-        const data = await ask(question, k);
+        const data = await ask(question, k, controller.signal);
+        if (pending !== controller) return;
         results.replaceChildren(renderAnswer(data));
         if (data.passages.length) results.append(el("ol", {}, ...data.passages.map(renderPassage)));
-        status.textContent = "";
+        shown = question;
+        say("");
       } catch (error) {
+        if (controller.signal.aborted) return; // a newer search replaced this one
         results.replaceChildren();
-        status.className = "status error";
-        status.textContent = error.message || "The search failed.";
+        shown = "";
+        say(error.message || "The search failed.", true);
       } finally {
-        button.disabled = false;
+        if (pending === controller) {
+          pending = null;
+          results.removeAttribute("aria-busy");
+        }
       }
+    }
+
+    input.addEventListener("input", () => {
+      clearTimeout(pause);
+      const question = input.value.trim();
+      if (question.length < MIN_TYPED) {
+        if (pending) pending.abort();
+        if (!question) say("");
+        return;
+      }
+      if (question === shown) return;
+      pause = setTimeout(() => search(question), TYPING_PAUSE_MS);
     });
+
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      clearTimeout(pause);
+      const question = input.value.trim();
+      if (!question) {
+        say("Type a question first, then press Enter.");
+        input.focus();
+        return;
+      }
+      search(question);
+    });
+  }
+
+  async function describeIndex(target) {
+    try {
+      const response = await fetch(`${ORIGIN}/healthz`, { headers: { Accept: "application/json" } });
+      if (!response.ok) return;
+      const health = await response.json();
+      const documents = `${health.documents} document${health.documents === 1 ? "" : "s"}`;
+      target.textContent = `${documents}, indexed ${age(health.built_at)} · `;
+    } catch (error) {
+      // the footer simply says less
+    }
+  }
+
+  function age(timestamp) {
+    const seconds = (Date.now() - Date.parse(timestamp)) / 1000;
+    if (!(seconds >= 60)) return "just now";
+    for (const [unit, size] of [["day", 86400], ["hour", 3600], ["minute", 60]]) {
+      if (seconds >= size) {
+        const count = Math.floor(seconds / size);
+        return `${count} ${unit}${count === 1 ? "" : "s"} ago`;
+      }
+    }
+    return "just now";
   }
 
   function mountAll() {
