@@ -2,50 +2,44 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from indexer.chunking import ChunkedDocument, ChunkingOptions, chunk_document
 from indexer.embedding import Embedder, EmbeddingCache, embed_cached, load_embedder
-from indexer.errors import IndexCorrupt, ParaciteError, UnsupportedFile
+from indexer.errors import REBUILD_HINT, IndexCorrupt, ParaciteError, UnsupportedFile
+from indexer.lexical import LexicalIndex
 from indexer.loaders import document_id, find_files
 from indexer.loaders.isolated import IsolatedReader
-from indexer.models import (
-    Document,
-    DocumentBlock,
-    FileReport,
-    IndexReport,
-    Passage,
-)
+from indexer.models import FileReport, IndexReport, Passage
 from indexer.settings import SentenceVectors, Settings
 from indexer.store import (
     FORMAT_VERSION,
     LEXICAL,
     PASSAGE_VECTORS,
-    REBUILD_HINT,
     SENTENCE_LEXICAL,
     SENTENCE_VECTORS,
+    FileRecord,
     Manifest,
+    MetadataStore,
     check_generation,
     current_generation,
     new_generation,
     now_iso,
-    open_meta,
     prune_generations,
     publish_generation,
-    read_chunked_documents,
-    write_lexical,
-    write_vectors,
+    write_sentence_offsets,
     writer_lock,
 )
 from indexer.text import content_hash, lexical_terms
+from indexer.vectors import SENTENCE_DTYPE, AnnConfig, FaissVectorIndex, ann_config_for
 
 
 class Progress(Protocol):
@@ -61,13 +55,6 @@ class NoProgress:
 
     def advance(self, amount: int = 1) -> None:
         pass
-
-
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    content_hash: str
-    size: int
-    mtime_ns: int
 
 
 def passage_embedding_text(passage: Passage) -> str:
@@ -139,6 +126,9 @@ def build_index(
             else "standalone"
         )
         same_vectors = old_manifest is not None and old_manifest.sentence_vectors == sentence_mode
+        same_ann = old_manifest is not None and old_manifest.ann == _ann_dict(
+            _ann_for(old_manifest.passages, settings)
+        )
         old_records = _read_file_records(previous) if previous and same_chunking else {}
 
         chunked, unchanged = _scan(
@@ -153,6 +143,7 @@ def build_index(
             previous
             and same_chunking
             and same_vectors
+            and same_ann
             and not chunked
             and set(unchanged) == set(old_records)
         ):
@@ -260,14 +251,20 @@ def _scan(
 
 
 def _read_file_records(generation: Path) -> dict[str, FileRecord]:
-    db = open_meta(generation, readonly=True)
     try:
-        rows = db.execute("SELECT doc_id, content_hash, size, mtime_ns FROM documents")
-        return {doc_id: FileRecord(h, size, mtime) for doc_id, h, size, mtime in rows}
-    except sqlite3.DatabaseError:
+        with MetadataStore.open(generation) as store:
+            return store.file_records()
+    except IndexCorrupt:
         return {}
-    finally:
-        db.close()
+
+
+def _ann_for(passages: int, settings: Settings) -> AnnConfig | None:
+    """The ANN structure an index of this many passages gets, if any."""
+    return ann_config_for(passages) if passages >= settings.ann_min_passages else None
+
+
+def _ann_dict(config: AnnConfig | None) -> dict[str, object] | None:
+    return config.to_dict() if config else None
 
 
 def _merge(
@@ -278,13 +275,10 @@ def _merge(
     """Every document of the new generation, in doc id order: reloaded ones and fresh ones."""
     documents = dict(chunked)
     if previous and unchanged:
-        db = open_meta(previous, readonly=True)
-        try:
-            for loaded in read_chunked_documents(db, sorted(unchanged)):
+        with MetadataStore.open(previous) as store:
+            for loaded in store.chunked_documents(sorted(unchanged)):
                 doc_id = loaded.document.doc_id
                 documents[doc_id] = _Loaded(loaded, unchanged[doc_id])
-        finally:
-            db.close()
     return [documents[doc_id] for doc_id in sorted(documents)]
 
 
@@ -324,19 +318,19 @@ def _write_generation(
     report.reused_embeddings = len(passages) + len(sentences) - report.embedded
 
     progress.start("Writing index", 3)
-    db = open_meta(staged, readonly=False)
-    try:
-        _write_meta(db, documents)
-        db.commit()
-    finally:
-        db.close()
+    with MetadataStore.create(staged) as store:
+        store.write_documents((loaded.chunked, loaded.record) for loaded in documents)
+    write_sentence_offsets(staged, [len(p.sentences) for p in passages])
     progress.advance()
     _checkpoint("write")
-    write_vectors(staged / PASSAGE_VECTORS, passage_vectors, embedder.dimension)
-    write_vectors(staged / SENTENCE_VECTORS, sentence_vectors, embedder.dimension)
+    ann = _ann_for(len(passages), settings)
+    _save_vectors(staged / PASSAGE_VECTORS, passage_vectors, embedder.dimension, ann=ann)
+    _save_vectors(
+        staged / SENTENCE_VECTORS, sentence_vectors, embedder.dimension, dtype=SENTENCE_DTYPE
+    )
     progress.advance()
-    write_lexical(staged / LEXICAL, [lexical_terms(lexical_text(p)) for p in passages])
-    write_lexical(staged / SENTENCE_LEXICAL, [lexical_terms(s.text) for s in sentences])
+    LexicalIndex.write(staged / LEXICAL, [lexical_terms(lexical_text(p)) for p in passages])
+    LexicalIndex.write(staged / SENTENCE_LEXICAL, [lexical_terms(s.text) for s in sentences])
     progress.advance()
     Manifest(
         format_version=FORMAT_VERSION,
@@ -349,74 +343,21 @@ def _write_generation(
         sentences=len(sentences),
         built_at=now_iso(),
         sentence_vectors=sentence_mode,
+        ann=_ann_dict(ann),
     ).write(staged)
 
 
-def _write_meta(db: sqlite3.Connection, documents: Sequence[_Loaded]) -> None:
-    passage_id = 0
-    sentence_id = 0
-    for loaded in documents:
-        document: Document = loaded.chunked.document
-        record = loaded.record
-        blocks: list[DocumentBlock] = loaded.chunked.blocks
-        db.execute(
-            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                document.doc_id,
-                document.title,
-                document.format,
-                json.dumps(document.metadata, default=str),
-                json.dumps(document.warnings),
-                document.source,
-                record.content_hash,
-                record.size,
-                record.mtime_ns,
-                sum(1 for b in blocks if b.kind == "paragraph"),
-            ),
-        )
-        db.executemany(
-            "INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    document.doc_id,
-                    seq,
-                    b.kind,
-                    b.number,
-                    b.section,
-                    b.page,
-                    b.text,
-                    b.char_start,
-                    b.char_end,
-                )
-                for seq, b in enumerate(blocks)
-            ],
-        )
-        for passage in loaded.chunked.passages:
-            db.execute(
-                "INSERT INTO passages VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    passage_id,
-                    passage.doc_id,
-                    passage.paragraph,
-                    passage.window,
-                    passage.section,
-                    passage.page,
-                    passage.text,
-                    passage.char_start,
-                    passage.char_end,
-                    sentence_id,
-                    len(passage.sentences),
-                ),
-            )
-            db.executemany(
-                "INSERT INTO sentences VALUES (?,?,?,?,?,?,?)",
-                [
-                    (sentence_id + i, passage_id, s.text, s.start, s.end, s.char_start, s.char_end)
-                    for i, s in enumerate(passage.sentences)
-                ],
-            )
-            passage_id += 1
-            sentence_id += len(passage.sentences)
+def _save_vectors(
+    path: Path,
+    vectors: np.ndarray,
+    dimension: int,
+    *,
+    dtype: type[np.floating] = np.float32,
+    ann: AnnConfig | None = None,
+) -> None:
+    index = FaissVectorIndex.empty(dimension)
+    index.add(vectors)
+    index.save(path, dtype=dtype, ann_config=ann)
 
 
 def _slug(name: str) -> str:

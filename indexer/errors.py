@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The end of every IndexCorrupt message: what repairs a damaged index.
+REBUILD_HINT = "repair it with `paracite index <folder> --rebuild`"
+
 
 class ParaciteError(Exception):
     """Base class: the message is meant for the user, one line, no traceback."""

@@ -31,7 +31,7 @@ from indexer.errors import InvalidQuery, ParaciteError
 from indexer.models import AskResult, IndexReport
 from indexer.retrieval import MAX_K, Mode, Searcher
 from indexer.settings import Settings
-from indexer.store import open_meta, read_stats, require_generation
+from indexer.store import read_stats
 
 Format = Literal["squad", "beir"]
 Level = Literal["paragraph", "document"]
@@ -39,7 +39,8 @@ Level = Literal["paragraph", "document"]
 ANSWER_K = 5  # passages the answer is chosen from: the API's and CLI's default k
 PARAGRAPH_DEPTH = 10  # SQuAD ranking depth (MRR@10)
 DOCUMENT_DEPTH = MAX_K  # BEIR: passages asked for, the API maximum
-DEEP_DEPTH = 100  # BEIR R@100, from the searcher's full scoring
+DEEP_DEPTH = 100  # BEIR R@100, from the searcher's deep ranking
+DEEP_PASSAGES_PER_DOCUMENT = 4  # passages ranked per document wanted (documents have several)
 MAX_EXAMPLES = 10  # missed questions kept in a report per mode
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_,.()+-]+")
 _WHITESPACE = re.compile(r"\s+")
@@ -401,7 +402,7 @@ def run_mode(
 
     SQuAD: the answer and latency come from `ask(k=5)`, the API default, and the paragraph
     ranking from `search(k=10)`. BEIR: `search(k=50)` ranks documents, and R@100 uses the
-    searcher's full scoring when it is reachable.
+    searcher's deep ranking (`Searcher.rank`).
     """
     progress = progress or NoProgress()
     questions = eval_set.questions if questions is None else questions
@@ -461,39 +462,15 @@ def _ask_one(
 
 
 class _DeepRanker:
-    """Documents ranked beyond the API's k, from the searcher's fused scores.
-
-    This reaches into `Searcher._score` (there is no public call past k=50); if that changes
-    shape, R@100 is reported as unavailable instead of failing the run.
-    """
+    """Documents ranked beyond the API's k, from `Searcher.rank`."""
 
     def __init__(self, searcher: Searcher) -> None:
         self.searcher = searcher
-        self.available = callable(getattr(searcher, "_score", None))
-        self.doc_of: list[str] = []
-        if self.available:
-            db = open_meta(require_generation(searcher.index_dir), readonly=True)
-            try:
-                rows = db.execute("SELECT doc_id FROM passages ORDER BY id").fetchall()
-            finally:
-                db.close()
-            self.doc_of = [row[0] for row in rows]
 
-    def rank(self, question: str, mode: Mode, depth: int) -> tuple[str, ...] | None:
-        if not self.available:
-            return None
-        try:
-            scored: Any = self.searcher._score(question.strip(), mode)
-            if scored is None:
-                return ()
-            fused = np.asarray(scored.fused if hasattr(scored, "fused") else scored[0])
-            order = np.argsort(-fused, kind="stable")
-        except (AttributeError, TypeError, ValueError, IndexError):
-            self.available = False
-            return None
+    def rank(self, question: str, mode: Mode, depth: int) -> tuple[str, ...]:
         ranking: dict[str, None] = {}
-        for passage_id in order:
-            ranking.setdefault(self.doc_of[int(passage_id)], None)
+        for passage in self.searcher.rank(question, mode, depth * DEEP_PASSAGES_PER_DOCUMENT):
+            ranking.setdefault(passage.doc_id, None)
             if len(ranking) >= depth:
                 break
         return tuple(ranking)
@@ -660,7 +637,12 @@ def evaluate(
     build = build_eval_index(
         eval_set, settings, embedder=embedder, progress=build_progress, reuse_index=reuse_index
     )
-    searcher = Searcher.open(settings.index, embedder, answer_threshold=settings.answer_threshold)
+    searcher = Searcher.open(
+        settings.index,
+        embedder,
+        answer_threshold=settings.answer_threshold,
+        ann_min_passages=settings.ann_min_passages,
+    )
     try:
         eval_set.warnings.extend(check_alignment(searcher, eval_set))
         questions = eval_set.questions[:limit] if limit else eval_set.questions

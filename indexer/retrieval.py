@@ -1,87 +1,79 @@
-"""Hybrid retrieval and answers: the one search API shared by the CLI, the JSON API and pages."""
+"""Hybrid retrieval and answers: the one search API shared by the CLI, the JSON API and pages.
+
+`Searcher` opens a generation's index structures and wires the search stages
+(`indexer.search`): candidates → fusion → answer. Per question, work is bounded by the
+number of candidates, not by the size of the collection (except the exact scan of passage
+vectors on indexes too small to get an ANN structure).
+"""
 
 from __future__ import annotations
 
-import json
 import sys
-import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
 
-import bm25s
 import numpy as np
 import threadpoolctl
 
-from indexer.answer import (
-    expected_answer_type,
-    has_new_answer_of_type,
-    is_authorship_question,
-    sentence_score,
-)
+from indexer.answer import is_authorship_question
 from indexer.embedding import Embedder, load_embedder
 from indexer.errors import DocumentNotFound, IndexCorrupt, InvalidQuery, ModelMismatch
+from indexer.lexical import LexicalIndex
 from indexer.models import (
     NO_ANSWER_MESSAGE,
-    Answer,
     AskResult,
     DocumentInfo,
     DocumentView,
-    Hit,
     IndexStats,
-    Passage,
 )
+from indexer.search.answering import AnswerStage
+from indexer.search.candidates import CANDIDATES, CandidateStage
+from indexer.search.fusion import FusionStage, FusionWeights
+from indexer.search.types import MODES, Candidates, Fused, Mode, Query
+from indexer.settings import Settings
 from indexer.store import (
     LEXICAL,
     PASSAGE_VECTORS,
     SENTENCE_LEXICAL,
     SENTENCE_VECTORS,
     Manifest,
+    MetadataStore,
     file_stamps,
-    open_meta,
-    read_blocks,
-    read_lexical,
-    read_passages,
-    read_vectors,
-    reading,
+    read_sentence_offsets,
     require_generation,
-    vectors_of,
 )
 from indexer.text import lexical_terms
+from indexer.vectors import AnnConfig, FaissVectorIndex
 
-Mode = Literal["hybrid", "bm25", "dense"]
-MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
+__all__ = [
+    "ANSWER_THRESHOLDS",
+    "CANDIDATES",
+    "MAX_K",
+    "MAX_QUERY_CHARS",
+    "MODES",
+    "FusionWeights",
+    "Mode",
+    "RankedPassage",
+    "Searcher",
+    "validate_query",
+]
+
 MAX_QUERY_CHARS = 1000
 MAX_K = 50
 # Lowest question-sentence cosine that counts as an answer, by how sentence vectors were
 # made: below both, off-topic questions (at most 0.26 on the seeds); above, 99% of SQuAD's.
 # In-context vectors sit about 0.05 lower for the same sentences (eval/reports/README.md).
 ANSWER_THRESHOLDS = {"standalone": 0.35, "in-context": 0.31}
-# Passages whose sentences are compared with the question, per signal (see Searcher._score).
-CANDIDATES = 200
 
 
 @dataclass(frozen=True, slots=True)
-class FusionWeights:
-    """How the signals are combined into one passage score (measured on SQuAD part A).
+class RankedPassage:
+    """A passage row of the index as ranked by `Searcher.rank`."""
 
-    A passage scores by its own embedding, its best sentence (embedding plus that
-    sentence's BM25), and its BM25 over title + section + text. BM25 scores are divided
-    by the query's best BM25 score so that they sit on the same 0..1 scale as cosines.
-    """
-
-    passage: float = 0.4
-    sentence: float = 0.3
-    lexical: float = 0.2
-    sentence_lexical: float = 0.3
-
-
-@dataclass(frozen=True, slots=True)
-class _Scores:
-    fused: np.ndarray  # per passage
-    sentence_dense: np.ndarray  # per sentence, cosine
-    sentence_lexical: np.ndarray  # per sentence, BM25 normalised by the query's best
+    row: int
+    doc_id: str
+    score: float
 
 
 def validate_query(query: str, k: int) -> str:
@@ -108,6 +100,9 @@ class Searcher:
         embedder: Embedder | None = None,
         answer_threshold: float | None = None,
         weights: FusionWeights | None = None,
+        *,
+        ann_min_passages: int | None = None,
+        candidates_per_signal: int = CANDIDATES,
     ) -> None:
         generation = require_generation(index_dir)
         self.index_dir = index_dir
@@ -140,47 +135,51 @@ class Searcher:
             )
         )
         self.weights = weights or FusionWeights()
-        self._db = open_meta(generation, readonly=True)
-        self._lock = threading.Lock()
-        with reading(generation):
-            ranges = self._db.execute(
-                "SELECT first_sentence, sentence_count FROM passages ORDER BY id"
-            ).fetchall()
-        self._first_sentence = np.array([r[0] for r in ranges], dtype=np.int64)
-        self._sentence_count = np.array([r[1] for r in ranges], dtype=np.int64)
-        self._passage_vectors = vectors_of(read_vectors(generation / PASSAGE_VECTORS))
-        self._sentence_vectors = vectors_of(read_vectors(generation / SENTENCE_VECTORS))
-        self._sentence_passage = np.repeat(
-            np.arange(len(ranges), dtype=np.int64), [r[1] for r in ranges]
+        if ann_min_passages is None:
+            ann_min_passages = Settings().ann_min_passages
+        ann = (
+            AnnConfig.from_dict(self.manifest.ann)
+            if self.manifest.ann is not None and self.manifest.passages >= ann_min_passages
+            else None
         )
-        if len(self._passage_vectors) != len(ranges) or len(self._sentence_vectors) != len(
-            self._sentence_passage
+        self._store = MetadataStore.open(generation)
+        try:
+            self._open_structures(generation, ann, candidates_per_signal)
+        except BaseException:
+            self._store.close()
+            raise
+
+    def _open_structures(
+        self, generation: Path, ann: AnnConfig | None, candidates_per_signal: int
+    ) -> None:
+        offsets = read_sentence_offsets(generation)
+        passage_vectors = FaissVectorIndex.open(generation / PASSAGE_VECTORS, ann)
+        sentence_vectors = FaissVectorIndex.open(generation / SENTENCE_VECTORS)
+        passages = len(offsets) - 1
+        sentences = int(offsets[-1])
+        if (
+            len(passage_vectors) != passages
+            or len(sentence_vectors) != sentences
+            or self._store.counts()[1] != passages
         ):
             raise IndexCorrupt(f"index at {generation} is inconsistent: vector counts differ")
-        with reading(generation):
-            self._doc_first_passage, self._author_passage = self._read_documents_layout()
-        self._lexical = read_lexical(generation / LEXICAL, len(ranges))
-        self._sentence_lexical = read_lexical(
-            generation / SENTENCE_LEXICAL, len(self._sentence_passage)
+        self.uses_ann = passage_vectors.uses_ann
+        self._passages = passages
+        self._layout = self._store.document_layout()
+        lexical = LexicalIndex.open(generation / LEXICAL, passages)
+        sentence_lexical = LexicalIndex.open(generation / SENTENCE_LEXICAL, sentences)
+        w = self.weights
+        self._candidates = CandidateStage(
+            passage_vectors,
+            lexical,
+            sentence_lexical,
+            offsets,
+            w.passage,
+            w.lexical,
+            candidates_per_signal,
         )
-
-    def _read_documents_layout(self) -> tuple[np.ndarray, dict[int, int]]:
-        """Where each document's passages start, and each document's author-note passage."""
-        rows = self._db.execute(
-            "SELECT d.doc_id, d.metadata, MIN(p.id) FROM documents d "
-            "JOIN passages p USING (doc_id) GROUP BY d.doc_id ORDER BY MIN(p.id)"
-        ).fetchall()
-        author_passage: dict[int, int] = {}
-        for position, (doc_id, metadata, _) in enumerate(rows):
-            number = json.loads(metadata).get("author_paragraph")
-            if number is not None:
-                found = self._db.execute(
-                    "SELECT MIN(id) FROM passages WHERE doc_id = ? AND paragraph = ?",
-                    (doc_id, number),
-                ).fetchone()
-                if found and found[0] is not None:
-                    author_passage[position] = int(found[0])
-        return np.array([r[2] for r in rows], dtype=np.int64), author_passage
+        self._fusion = FusionStage(sentence_vectors, sentence_lexical, offsets, w)
+        self._answer = AnswerStage(self._store, self.answer_threshold)
 
     @classmethod
     def open(
@@ -189,12 +188,16 @@ class Searcher:
         embedder: Embedder | None = None,
         answer_threshold: float | None = None,
         weights: FusionWeights | None = None,
+        *,
+        ann_min_passages: int | None = None,
     ) -> Searcher:
         """Open the live generation of the index at `index_dir` (loading its model if needed)."""
-        return cls(index_dir, embedder, answer_threshold, weights)
+        return cls(
+            index_dir, embedder, answer_threshold, weights, ann_min_passages=ann_min_passages
+        )
 
     def close(self) -> None:
-        self._db.close()
+        self._store.close()
 
     def check(self) -> None:
         """IndexCorrupt if the opened generation was removed, changed, or its metadata fails.
@@ -204,16 +207,15 @@ class Searcher:
         if not self.generation.is_dir():
             raise IndexCorrupt(
                 f"the index generation this server opened ({self.generation.name}) was "
-                "removed; rebuild the index with `paracite index <folder> --rebuild`"
+                "removed; restart the server to open the current one"
             )
         if file_stamps(self.generation) != self._stamps:
             raise IndexCorrupt(
                 f"files of the index generation {self.generation} changed after it was opened "
                 "(generations are never modified); rebuild the index with `paracite index "
-                "<folder> --rebuild`"
+                "<folder> --rebuild` and restart the server"
             )
-        with self._lock, reading(self.generation):
-            self._db.execute("SELECT COUNT(*) FROM documents").fetchone()
+        self._store.counts()
 
     # -- questions ---------------------------------------------------------------------------
 
@@ -225,108 +227,78 @@ class Searcher:
         """The passages alone (no answer is chosen)."""
         return self._run(query, k, mode, want_answer=False)
 
+    def rank(self, query: str, mode: Mode = "hybrid", depth: int = 100) -> list[RankedPassage]:
+        """Up to `depth` passages ranked by fused score, past the API's MAX_K (for evaluation).
+
+        Every signal contributes at least `depth` candidates.
+        """
+        if depth < 1:
+            raise InvalidQuery("depth must be at least 1")
+        prepared = self._query(validate_query(query, 1), mode)
+        if prepared is None:
+            return []
+        _, fused = self._fuse(prepared, max(self._candidates.per_signal, depth))
+        top = fused.order()[:depth]
+        rows = fused.rows[top]
+        doc_ids = self._store.passage_doc_ids(rows)
+        return [
+            RankedPassage(int(row), doc_id, float(fused.scores[position]))
+            for row, doc_id, position in zip(rows, doc_ids, top, strict=True)
+        ]
+
     def _run(self, query: str, k: int, mode: Mode, want_answer: bool) -> AskResult:
         started = time.perf_counter()
-        question = validate_query(query, k)
-        if mode not in MODES:
-            raise InvalidQuery(f"mode must be one of {', '.join(MODES)}")
-        if len(self._passage_vectors) == 0:
+        prepared = self._query(validate_query(query, k), mode)
+        if prepared is None:
             reason = NO_ANSWER_MESSAGE if want_answer else None
-            return AskResult(question, None, reason, [], _ms(started))
-        scores = self._score(question, mode)
-        author_passage = self._author_of_best_document(question, scores.fused)
-        if author_passage is not None:
-            # "Who wrote ...?" is answered by the author note of the document asked about.
-            scores.fused[author_passage] = scores.fused.max() + 1e-4
-        answer_type = expected_answer_type(question)
-        hits = []
-        relevant = False
-        for rank, passage_id in enumerate(_top_k(scores.fused, k), start=1):
-            passage = self._passage(int(passage_id))
-            passage_score = float(scores.fused[passage_id])
-            first = int(self._first_sentence[passage_id])
-            best, best_score = None, float("-inf")
-            for offset, sentence in enumerate(passage.sentences):
-                dense = float(scores.sentence_dense[first + offset])
-                relevant = relevant or dense >= self.answer_threshold
-                score = sentence_score(
-                    dense,
-                    float(scores.sentence_lexical[first + offset]),
-                    passage_score,
-                    answer_type is not None
-                    and has_new_answer_of_type(answer_type, sentence.text, question),
-                )
-                if score > best_score:
-                    best, best_score = sentence, score
-            hits.append(Hit(rank, passage_score, passage, best, best_score))
-        if not relevant:
-            # Nothing is close enough to the question: no sentence is offered as an answer.
-            hits = [replace(hit, best_sentence=None) for hit in hits]
-        answer = (
-            _choose_answer(hits, prefer_first=author_passage is not None) if want_answer else None
+            return AskResult(query.strip(), None, reason, [], _ms(started))
+        candidates, fused = self._fuse(prepared, self._candidates.per_signal)
+        fused, author_first = self._author_note_first(prepared, candidates, fused)
+        hits, answer = self._answer.run(
+            prepared, fused, k, want_answer=want_answer, prefer_first=author_first
         )
         reason = NO_ANSWER_MESSAGE if want_answer and answer is None else None
-        return AskResult(question, answer, reason, hits, _ms(started))
+        return AskResult(prepared.text, answer, reason, hits, _ms(started))
 
-    def _author_of_best_document(self, question: str, fused: np.ndarray) -> int | None:
-        if not self._author_passage or not is_authorship_question(question):
+    def _query(self, question: str, mode: Mode) -> Query | None:
+        """The question analysed for the stages, or None when the index holds no passage."""
+        if mode not in MODES:
+            raise InvalidQuery(f"mode must be one of {', '.join(MODES)}")
+        if self._passages == 0:
             return None
-        best_document = int(np.argmax(np.maximum.reduceat(fused, self._doc_first_passage)))
-        return self._author_passage.get(best_document)
+        terms = list(dict.fromkeys(lexical_terms(question)))
+        return Query(question, mode, terms, self.embedder.embed_query(question))
 
-    def _score(self, question: str, mode: Mode) -> _Scores:
-        """Score every passage; sentence cosines are computed for the candidates only.
+    def _fuse(self, query: Query, per_signal: int) -> tuple[Candidates, Fused]:
+        candidates = self._candidates.run(query, per_signal)
+        return candidates, self._fusion.run(query, candidates)
 
-        Candidates are the passages best by their own embedding and BM25, and those holding
-        the sentences best by BM25 (CANDIDATES of each). Comparing the question with every
-        sentence cost as much as embedding it; the other passages keep their partial score,
-        ranked below every candidate.
-        """
-        terms = list(set(lexical_terms(question)))
-        query_vector = self.embedder.embed_query(question)
-        dense_passages = self._passage_vectors @ query_vector
-        lexical = _normalised(_bm25(self._lexical, terms, len(dense_passages)))
-        sentence_lexical = _normalised(
-            _bm25(self._sentence_lexical, terms, len(self._sentence_passage))
-        )
-        w = self.weights
-        if mode == "bm25":
-            partial = lexical
-        elif mode == "dense":
-            partial = dense_passages
-        else:
-            partial = w.passage * dense_passages + w.lexical * lexical
-        candidates = np.union1d(
-            _top_k(partial, CANDIDATES),
-            self._sentence_passage[_top_k(sentence_lexical, CANDIDATES)]
-            if mode != "dense"
-            else np.zeros(0, dtype=np.int64),
-        )
-        # rows: the candidates' sentences, one passage after another; offsets: where each
-        # candidate's sentences begin in rows.
-        counts = self._sentence_count[candidates]
-        offsets = np.cumsum(counts) - counts
-        rows = np.repeat(self._first_sentence[candidates] - offsets, counts) + np.arange(
-            counts.sum()
-        )
-        dense_sentences = np.full(len(self._sentence_passage), -1.0, dtype=np.float32)
-        dense_sentences[rows] = self._sentence_vectors[rows] @ query_vector
-        if mode == "bm25":
-            candidate_scores = lexical[candidates]
-        elif mode == "dense":
-            best_dense = np.maximum.reduceat(dense_sentences[rows], offsets)
-            candidate_scores = (
-                w.passage * dense_passages[candidates] + w.sentence * best_dense
-            ) / (w.passage + w.sentence)
-        else:
-            best_sentence = np.maximum.reduceat(
-                dense_sentences[rows] + w.sentence_lexical * sentence_lexical[rows], offsets
+    def _author_note_first(
+        self, query: Query, candidates: Candidates, fused: Fused
+    ) -> tuple[Fused, bool]:
+        """ "Who wrote ...?" is answered by the author note of the document asked about: the
+        document of the best passage. Its author-note passage is ranked first."""
+        if not self._layout.author_passage or not is_authorship_question(query.text):
+            return fused, False
+        best_row = int(fused.rows[fused.order()[0]])
+        author_row = self._layout.author_passage.get(self._layout.document_of(best_row))
+        if author_row is None:
+            return fused, False
+        top = float(fused.scores.max())
+        if fused.position(author_row) is None:
+            # Not a candidate: its sentences are scored too, so it can offer the answer.
+            extended = self._candidates.with_rows(
+                query,
+                np.append(candidates.rows, author_row),
+                candidates.lexical_best,
+                candidates.sentence_lexical_best,
             )
-            candidate_scores = partial[candidates] + w.sentence * best_sentence
-        # Non-candidates keep their order by the partial score, below every candidate.
-        fused = partial - float(partial.max()) + float(candidate_scores.min()) - 1.0
-        fused[candidates] = candidate_scores
-        return _Scores(fused.astype(np.float32), dense_sentences, sentence_lexical)
+            fused = self._fusion.run(query, extended)
+        position = fused.position(author_row)
+        assert position is not None
+        scores = fused.scores.copy()
+        scores[position] = np.float32(top + 1e-4)
+        return replace(fused, scores=scores), True
 
     # -- documents ---------------------------------------------------------------------------
 
@@ -334,28 +306,13 @@ class Searcher:
         return self.manifest.stats(self.index_dir)
 
     def documents(self) -> list[DocumentInfo]:
-        with self._lock, reading(self.generation):
-            rows = self._db.execute(
-                "SELECT doc_id, title, format, paragraphs, metadata FROM documents ORDER BY doc_id"
-            ).fetchall()
-        return [DocumentInfo(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+        return self._store.documents()
 
     def document(self, doc_id: str) -> DocumentView:
-        with self._lock, reading(self.generation):
-            row = self._db.execute(
-                "SELECT doc_id, title, format, paragraphs, metadata, source "
-                "FROM documents WHERE doc_id = ?",
-                (doc_id,),
-            ).fetchone()
-            if row is None:
-                raise DocumentNotFound(f"no document {doc_id!r} in the index")
-            blocks = read_blocks(self._db, doc_id)
-        info = DocumentInfo(row[0], row[1], row[2], row[3], json.loads(row[4]))
-        return DocumentView(info, blocks, row[5])
-
-    def _passage(self, passage_id: int) -> Passage:
-        with self._lock, reading(self.generation):
-            return read_passages(self._db, "p.id = ?", (passage_id,))[0]
+        view = self._store.document(doc_id)
+        if view is None:
+            raise DocumentNotFound(f"no document {doc_id!r} in the index")
+        return view
 
 
 def _one_thread_per_query() -> None:
@@ -366,48 +323,6 @@ def _one_thread_per_query() -> None:
     if torch is not None:
         torch.set_num_threads(1)
     threadpoolctl.threadpool_limits(limits=1, user_api="blas")
-
-
-def _bm25(index: bm25s.BM25 | None, terms: list[str], size: int) -> np.ndarray:
-    known = [term for term in terms if index is not None and term in index.vocab_dict]
-    if index is None or not known:
-        return np.zeros(size, dtype=np.float32)
-    return np.asarray(index.get_scores(known), dtype=np.float32)
-
-
-def _normalised(scores: np.ndarray) -> np.ndarray:
-    top = float(scores.max()) if len(scores) else 0.0
-    return scores / top if top > 0 else scores
-
-
-def _choose_answer(hits: list[Hit], prefer_first: bool = False) -> Answer | None:
-    """The best-scoring answer sentence among the hits, or the first hit's when preferred."""
-    candidates = [hit for hit in hits if hit.best_sentence is not None]
-    if not candidates:
-        return None
-    hit = max(candidates, key=lambda h: h.sentence_score)
-    if prefer_first and candidates[0].rank == 1:
-        hit = candidates[0]
-    sentence = hit.best_sentence
-    assert sentence is not None
-    p = hit.passage
-    return Answer(
-        text=sentence.text,
-        passage=hit.rank,
-        doc_id=p.doc_id,
-        title=p.title,
-        paragraph=p.paragraph,
-        char_start=sentence.char_start,
-        char_end=sentence.char_end,
-        score=hit.sentence_score,
-    )
-
-
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    if k >= len(scores):
-        return np.argsort(-scores, kind="stable")
-    top = np.argpartition(-scores, k)[:k]
-    return top[np.argsort(-scores[top], kind="stable")]
 
 
 def _ms(started: float) -> float:

@@ -82,6 +82,15 @@ class Settings(BaseSettings):
             "Default: 0.35 for standalone sentence vectors, 0.31 for in-context ones."
         ),
     )
+    ann_min_passages: int = Field(
+        50_000,
+        ge=0,
+        description=(
+            "Indexes with at least this many passages get an approximate (ANN) vector index, "
+            "built by `paracite index` and searched by questions; smaller ones are searched "
+            "exactly. 0 forces ANN on."
+        ),
+    )
     host: str = Field("127.0.0.1", description="Address `paracite serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `paracite serve` listens on.")
     public_url: str | None = Field(

@@ -6,12 +6,16 @@ Layout of an index folder::
     lock                    held (flock) by the one indexing run allowed at a time
     cache/                  embedding cache per model and backend
     gen-<stamp>/            one complete generation
-        manifest.json       format version, model, dimension, chunking, counts
+        manifest.json       format version, model, dimension, chunking, counts, ANN structure
         meta.sqlite         documents, blocks, passages, sentences
-        passages.faiss      one vector per passage (row = passage id)
-        sentences.faiss     one vector per sentence (row = sentence id)
+        passages.npy        one float32 vector per passage (row = passage id), memory-mapped
+        passages.ann.faiss  FAISS ANN structure over the passage vectors (large indexes only)
+        sentences.npy       one float16 vector per sentence (row = sentence id), memory-mapped
+        passage-sentences.npy  int64: where each passage's sentences start, then the total
         lexical/            bm25s index over title + section + passage text
         lexical-sentences/  bm25s index over each sentence
+
+The SQL of paracite lives here alone, behind `MetadataStore`.
 """
 
 from __future__ import annotations
@@ -23,41 +27,40 @@ import os
 import re
 import shutil
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import bm25s
-import faiss
 import numpy as np
 
 from indexer.chunking import ChunkedDocument
-from indexer.errors import IndexBusy, IndexCorrupt, IndexNotFound, ModelMismatch
-from indexer.models import Document, DocumentBlock, IndexStats, Passage, Sentence
+from indexer.errors import REBUILD_HINT, IndexBusy, IndexCorrupt, IndexNotFound, ModelMismatch
+from indexer.lexical import check_lexical
+from indexer.models import (
+    Document,
+    DocumentBlock,
+    DocumentInfo,
+    DocumentView,
+    IndexStats,
+    Passage,
+    Sentence,
+)
+from indexer.vectors import SENTENCE_DTYPE, ann_path_of, check_vector_file
 
-FORMAT_VERSION = 1
+# 2: vectors as memory-mapped .npy files (float16 sentences), optional ANN, sentence offsets.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 META = "meta.sqlite"
-PASSAGE_VECTORS = "passages.faiss"
-SENTENCE_VECTORS = "sentences.faiss"
+PASSAGE_VECTORS = "passages.npy"  # with passages.ann.faiss beside it on large indexes
+SENTENCE_VECTORS = "sentences.npy"
+SENTENCE_OFFSETS = "passage-sentences.npy"
 LEXICAL = "lexical"
 SENTENCE_LEXICAL = "lexical-sentences"
-# What bm25s saves in a lexical folder.
-LEXICAL_FILES = (
-    "params.index.json",
-    "vocab.index.json",
-    "data.csc.index.npy",
-    "indices.csc.index.npy",
-    "indptr.csc.index.npy",
-)
-# Anserini's BM25 parameters; on SQuAD part A they beat bm25s' defaults (1.5, 0.75).
-BM25_K1 = 0.9
-BM25_B = 0.4
 CURRENT = "CURRENT"
-REBUILD_HINT = "repair it with `paracite index <folder> --rebuild`"
 
 SCHEMA = """
 CREATE TABLE documents (
@@ -101,6 +104,8 @@ class Manifest:
     built_at: str
     # How sentence vectors were made (see indexer.embedding); older indexes made them alone.
     sentence_vectors: str = "standalone"
+    # The ANN structure over passage vectors (AnnConfig.to_dict), None when there is none.
+    ann: dict[str, Any] | None = None
 
     @classmethod
     def read(cls, generation: Path) -> Manifest:
@@ -165,22 +170,21 @@ def check_generation(generation: Path, manifest: Manifest) -> None:
     Cheap: a few stat calls, file headers and two small queries; it does not read the vectors.
     """
     check_meta(generation, manifest)
-    check_vectors(generation / PASSAGE_VECTORS, manifest.passages, manifest.dimension)
-    check_vectors(generation / SENTENCE_VECTORS, manifest.sentences, manifest.dimension)
-    check_lexical(generation / LEXICAL, manifest.passages)
-    check_lexical(generation / SENTENCE_LEXICAL, manifest.sentences)
+    passages, sentences, dimension = manifest.passages, manifest.sentences, manifest.dimension
+    check_vector_file(generation / PASSAGE_VECTORS, (passages, dimension), np.float32)
+    check_vector_file(generation / SENTENCE_VECTORS, (sentences, dimension), SENTENCE_DTYPE)
+    check_vector_file(generation / SENTENCE_OFFSETS, (passages + 1,), np.int64)
+    ann = ann_path_of(generation / PASSAGE_VECTORS)
+    if manifest.ann is not None and not ann.is_file():
+        raise IndexCorrupt(f"ANN index {ann} is missing; {REBUILD_HINT}")
+    check_lexical(generation / LEXICAL, passages)
+    check_lexical(generation / SENTENCE_LEXICAL, sentences)
 
 
 def check_meta(generation: Path, manifest: Manifest) -> None:
     """IndexCorrupt unless the metadata opens and holds the manifest's documents and passages."""
-    db = open_meta(generation, readonly=True)
-    try:
-        with reading(generation):
-            documents = db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
-            last = db.execute("SELECT MAX(id) FROM passages").fetchone()[0]
-    finally:
-        db.close()
-    passages = 0 if last is None else last + 1
+    with MetadataStore.open(generation) as store:
+        documents, passages = store.counts()
     if (documents, passages) != (manifest.documents, manifest.passages):
         raise IndexCorrupt(
             f"index at {generation} is inconsistent: {META} holds {documents} documents and "
@@ -299,6 +303,252 @@ def writer_lock(index_dir: Path) -> Iterator[None]:
         handle.close()
 
 
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """What an indexing run remembers of a file to tell whether it changed."""
+
+    content_hash: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentLayout:
+    """Where documents sit among passage rows (documents are contiguous, in row order)."""
+
+    first_passage: np.ndarray  # per document, by position: its first passage row
+    author_passage: dict[int, int]  # document position -> row of its author-note passage
+
+    def document_of(self, passage_row: int) -> int:
+        """The position of the document holding a passage row."""
+        return int(np.searchsorted(self.first_passage, passage_row, side="right")) - 1
+
+
+class MetadataStore:
+    """A generation's SQLite metadata: documents, blocks, passages and sentences.
+
+    Opened read-only it is safe to share between threads (reads are serialised).
+    """
+
+    def __init__(self, db: sqlite3.Connection, generation: Path) -> None:
+        self._db = db
+        self._generation = generation
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, generation: Path) -> MetadataStore:
+        """The generation's metadata, read-only."""
+        path = generation / META
+        if not path.is_file():
+            raise IndexCorrupt(f"index at {generation} has no {META}; {REBUILD_HINT}")
+        with reading(generation):
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        return cls(db, generation)
+
+    @classmethod
+    def create(cls, generation: Path) -> MetadataStore:
+        """Empty metadata in a staged generation, to be written."""
+        db = sqlite3.connect(generation / META)
+        db.executescript(SCHEMA)
+        return cls(db, generation)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> MetadataStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def file_records(self) -> dict[str, FileRecord]:
+        """The content hash, size and mtime of every stored document, by doc id."""
+        with self._reading():
+            rows = self._db.execute(
+                "SELECT doc_id, content_hash, size, mtime_ns FROM documents"
+            ).fetchall()
+        return {doc_id: FileRecord(h, size, mtime) for doc_id, h, size, mtime in rows}
+
+    def counts(self) -> tuple[int, int]:
+        """How many documents, and how many passage rows (the highest id + 1)."""
+        with self._reading():
+            documents = self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+            last = self._db.execute("SELECT MAX(id) FROM passages").fetchone()[0]
+        return int(documents), 0 if last is None else int(last) + 1
+
+    def document_layout(self) -> DocumentLayout:
+        """Where each document's passages start, and each document's author-note passage."""
+        with self._reading():
+            rows = self._db.execute(
+                "SELECT d.doc_id, d.metadata, MIN(p.id) FROM documents d "
+                "JOIN passages p USING (doc_id) GROUP BY d.doc_id ORDER BY MIN(p.id)"
+            ).fetchall()
+            author_passage: dict[int, int] = {}
+            for position, (doc_id, metadata, _) in enumerate(rows):
+                number = json.loads(metadata).get("author_paragraph")
+                if number is not None:
+                    found = self._db.execute(
+                        "SELECT MIN(id) FROM passages WHERE doc_id = ? AND paragraph = ?",
+                        (doc_id, number),
+                    ).fetchone()
+                    if found and found[0] is not None:
+                        author_passage[position] = int(found[0])
+        return DocumentLayout(np.array([r[2] for r in rows], dtype=np.int64), author_passage)
+
+    def passages(self, rows: Sequence[int]) -> list[Passage]:
+        """The passages at these rows, in the order asked, with their sentences."""
+        wanted = [int(row) for row in rows]
+        if not wanted:
+            return []
+        marks = ",".join("?" * len(wanted))
+        with self._reading():
+            found = dict(_read_passages(self._db, f"p.id IN ({marks})", tuple(wanted)))
+        if len(found) != len(set(wanted)):
+            raise IndexCorrupt(f"index at {self._generation} lacks passages it ranked")
+        return [found[row] for row in wanted]
+
+    def passage_doc_ids(self, rows: Sequence[int]) -> list[str]:
+        """The doc id of each passage row, in the order asked."""
+        wanted = [int(row) for row in rows]
+        if not wanted:
+            return []
+        marks = ",".join("?" * len(wanted))
+        with self._reading():
+            found = dict(
+                self._db.execute(
+                    f"SELECT id, doc_id FROM passages WHERE id IN ({marks})", tuple(wanted)
+                ).fetchall()
+            )
+        return [found[row] for row in wanted]
+
+    def documents(self) -> list[DocumentInfo]:
+        with self._reading():
+            rows = self._db.execute(
+                "SELECT doc_id, title, format, paragraphs, metadata FROM documents ORDER BY doc_id"
+            ).fetchall()
+        return [DocumentInfo(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def document(self, doc_id: str) -> DocumentView | None:
+        """A stored document with its blocks and source, or None when there is no such id."""
+        with self._reading():
+            row = self._db.execute(
+                "SELECT doc_id, title, format, paragraphs, metadata, source "
+                "FROM documents WHERE doc_id = ?",
+                (doc_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            blocks = _read_blocks(self._db, doc_id)
+        info = DocumentInfo(row[0], row[1], row[2], row[3], json.loads(row[4]))
+        return DocumentView(info, blocks, row[5])
+
+    def chunked_documents(self, doc_ids: Sequence[str]) -> Iterator[ChunkedDocument]:
+        """Stored documents back as chunked documents, so an unchanged file is never re-read."""
+        for doc_id in doc_ids:
+            with self._reading():
+                row = self._db.execute(
+                    "SELECT title, format, metadata, warnings, source FROM documents "
+                    "WHERE doc_id = ?",
+                    (doc_id,),
+                ).fetchone()
+                if row is None:
+                    continue
+                title, fmt, metadata, warnings, source = row
+                passages = [p for _, p in _read_passages(self._db, "p.doc_id = ?", (doc_id,))]
+                blocks = _read_blocks(self._db, doc_id)
+            document = Document(
+                doc_id, title, source, [], fmt, json.loads(metadata), json.loads(warnings)
+            )
+            yield ChunkedDocument(document, blocks, passages)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write_documents(self, documents: Iterable[tuple[ChunkedDocument, FileRecord]]) -> None:
+        """Store documents in order; passage and sentence ids follow that order from 0."""
+        passage_id = 0
+        sentence_id = 0
+        db = self._db
+        for chunked, record in documents:
+            document = chunked.document
+            blocks = chunked.blocks
+            db.execute(
+                "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    document.doc_id,
+                    document.title,
+                    document.format,
+                    json.dumps(document.metadata, default=str),
+                    json.dumps(document.warnings),
+                    document.source,
+                    record.content_hash,
+                    record.size,
+                    record.mtime_ns,
+                    sum(1 for b in blocks if b.kind == "paragraph"),
+                ),
+            )
+            db.executemany(
+                "INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        document.doc_id,
+                        seq,
+                        b.kind,
+                        b.number,
+                        b.section,
+                        b.page,
+                        b.text,
+                        b.char_start,
+                        b.char_end,
+                    )
+                    for seq, b in enumerate(blocks)
+                ],
+            )
+            for passage in chunked.passages:
+                db.execute(
+                    "INSERT INTO passages VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        passage_id,
+                        passage.doc_id,
+                        passage.paragraph,
+                        passage.window,
+                        passage.section,
+                        passage.page,
+                        passage.text,
+                        passage.char_start,
+                        passage.char_end,
+                        sentence_id,
+                        len(passage.sentences),
+                    ),
+                )
+                db.executemany(
+                    "INSERT INTO sentences VALUES (?,?,?,?,?,?,?)",
+                    [
+                        (
+                            sentence_id + i,
+                            passage_id,
+                            s.text,
+                            s.start,
+                            s.end,
+                            s.char_start,
+                            s.char_end,
+                        )
+                        for i, s in enumerate(passage.sentences)
+                    ],
+                )
+                passage_id += 1
+                sentence_id += len(passage.sentences)
+        db.commit()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        with self._lock, reading(self._generation):
+            yield
+
+
 @contextlib.contextmanager
 def reading(generation: Path) -> Iterator[None]:
     """Index reads in this block fail with IndexCorrupt instead of SQLite or OS errors."""
@@ -309,101 +559,26 @@ def reading(generation: Path) -> Iterator[None]:
         raise IndexCorrupt(message) from error
 
 
-def open_meta(generation: Path, *, readonly: bool) -> sqlite3.Connection:
-    path = generation / META
-    if readonly:
-        if not path.is_file():
-            raise IndexCorrupt(f"index at {generation} has no {META}; {REBUILD_HINT}")
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-    else:
-        db = sqlite3.connect(path)
-        db.executescript(SCHEMA)
-    return db
+def write_sentence_offsets(generation: Path, sentence_counts: Sequence[int]) -> None:
+    """Where each passage's sentences start among sentence rows, then the total."""
+    offsets = np.zeros(len(sentence_counts) + 1, dtype=np.int64)
+    np.cumsum(np.asarray(sentence_counts, dtype=np.int64), out=offsets[1:])
+    np.save(generation / SENTENCE_OFFSETS, offsets)
 
 
-def write_vectors(path: Path, vectors: np.ndarray, dimension: int) -> None:
-    index = faiss.IndexFlatIP(dimension)
-    if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    faiss.write_index(index, str(path))
-
-
-def read_vectors(path: Path) -> faiss.Index:
+def read_sentence_offsets(generation: Path) -> np.ndarray:
+    """The offsets written by `write_sentence_offsets`, memory-mapped read-only."""
+    path = generation / SENTENCE_OFFSETS
     try:
-        return faiss.read_index(str(path))
-    except RuntimeError as error:
-        raise IndexCorrupt(f"cannot read vectors {path}: {error}; {REBUILD_HINT}") from error
-
-
-def check_vectors(path: Path, count: int, dimension: int) -> None:
-    """IndexCorrupt unless `path` is a flat FAISS index of `count` vectors of `dimension`.
-
-    Checks the header and the file size only (a flat index is a fixed header plus the floats).
-    """
-    header_size = len(faiss.serialize_index(faiss.IndexFlatIP(dimension)))
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(16)
-            size = os.fstat(handle.fileno()).st_size
-    except OSError as error:
-        raise IndexCorrupt(f"cannot read vectors {path}: {error}; {REBUILD_HINT}") from error
-    wanted = b"IxFI" + dimension.to_bytes(4, "little") + count.to_bytes(8, "little")
-    if header != wanted or size != header_size + count * dimension * 4:
-        raise IndexCorrupt(
-            f"vectors {path} are damaged (expected {count} vectors of dimension {dimension}); "
-            f"{REBUILD_HINT}"
-        )
-
-
-def vectors_of(index: faiss.Index) -> np.ndarray:
-    """The stored vectors of a flat index as an (n, d) array."""
-    if index.ntotal == 0:
-        return np.zeros((0, index.d), dtype=np.float32)
-    return np.asarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
-
-
-def write_lexical(path: Path, documents: list[list[str]]) -> None:
-    """A BM25 index over pre-analysed terms (nothing is written for an empty collection)."""
-    if documents:
-        lexical = bm25s.BM25(k1=BM25_K1, b=BM25_B)
-        lexical.index(documents, show_progress=False)
-        lexical.save(str(path), show_progress=False)
-
-
-def read_lexical(path: Path, count: int) -> bm25s.BM25 | None:
-    """The BM25 index over `count` texts; None only for an empty collection (none is written)."""
-    check_lexical(path, count)
-    if count == 0 and not path.exists():
-        return None
-    try:
-        return bm25s.BM25.load(str(path), show_progress=False)
+        offsets = np.load(path, mmap_mode="r")
     except (OSError, ValueError) as error:
-        message = f"lexical index {path} is unreadable: {error}; {REBUILD_HINT}"
-        raise IndexCorrupt(message) from error
+        raise IndexCorrupt(f"cannot read {path}: {error}; {REBUILD_HINT}") from error
+    if offsets.ndim != 1 or len(offsets) == 0:
+        raise IndexCorrupt(f"{path} is malformed; {REBUILD_HINT}")
+    return offsets
 
 
-def check_lexical(path: Path, count: int) -> None:
-    """IndexCorrupt unless `path` holds a bm25s index over `count` texts (files and params)."""
-    if count == 0 and not path.exists():
-        return  # an empty collection has no lexical index
-    if not path.is_dir():
-        raise IndexCorrupt(f"lexical index {path} is missing; {REBUILD_HINT}")
-    missing = [name for name in LEXICAL_FILES if not (path / name).is_file()]
-    if missing:
-        raise IndexCorrupt(f"lexical index {path} lacks {', '.join(missing)}; {REBUILD_HINT}")
-    try:
-        params = json.loads((path / "params.index.json").read_text(encoding="utf-8"))
-        documents = params["num_docs"]
-    except (OSError, ValueError, TypeError, KeyError) as error:
-        message = f"lexical index {path} is unreadable: {error}; {REBUILD_HINT}"
-        raise IndexCorrupt(message) from error
-    if documents != count:
-        raise IndexCorrupt(
-            f"lexical index {path} covers {documents} texts, not {count}; {REBUILD_HINT}"
-        )
-
-
-def read_sentences(db: sqlite3.Connection, first: int, count: int) -> tuple[Sentence, ...]:
+def _read_sentences(db: sqlite3.Connection, first: int, count: int) -> tuple[Sentence, ...]:
     rows = db.execute(
         "SELECT text, start, end, char_start, char_end FROM sentences "
         "WHERE id >= ? AND id < ? ORDER BY id",
@@ -412,7 +587,7 @@ def read_sentences(db: sqlite3.Connection, first: int, count: int) -> tuple[Sent
     return tuple(Sentence(*row) for row in rows)
 
 
-def read_blocks(db: sqlite3.Connection, doc_id: str) -> list[DocumentBlock]:
+def _read_blocks(db: sqlite3.Connection, doc_id: str) -> list[DocumentBlock]:
     rows = db.execute(
         "SELECT kind, number, section, page, text, char_start, char_end FROM blocks "
         "WHERE doc_id = ? ORDER BY seq",
@@ -421,48 +596,34 @@ def read_blocks(db: sqlite3.Connection, doc_id: str) -> list[DocumentBlock]:
     return [DocumentBlock(*row) for row in rows]
 
 
-def read_passages(db: sqlite3.Connection, where: str, params: tuple[object, ...]) -> list[Passage]:
-    """Stored passages matching a condition on `passages p`, in id order, with sentences."""
+def _read_passages(
+    db: sqlite3.Connection, where: str, params: tuple[object, ...]
+) -> list[tuple[int, Passage]]:
+    """(id, passage) of stored passages matching a condition on `passages p`, in id order."""
     rows = db.execute(
-        "SELECT p.doc_id, d.title, p.paragraph, p.section, p.page, p.text, p.char_start, "
+        "SELECT p.id, p.doc_id, d.title, p.paragraph, p.section, p.page, p.text, p.char_start, "
         "p.char_end, p.window, p.first_sentence, p.sentence_count "
         f"FROM passages p JOIN documents d USING (doc_id) WHERE {where} ORDER BY p.id",
         params,
     ).fetchall()
     return [
-        Passage(
-            doc_id=row[0],
-            title=row[1],
-            paragraph=row[2],
-            section=row[3],
-            page=row[4],
-            text=row[5],
-            char_start=row[6],
-            char_end=row[7],
-            sentences=read_sentences(db, row[9], row[10]),
-            window=row[8],
+        (
+            int(row[0]),
+            Passage(
+                doc_id=row[1],
+                title=row[2],
+                paragraph=row[3],
+                section=row[4],
+                page=row[5],
+                text=row[6],
+                char_start=row[7],
+                char_end=row[8],
+                sentences=_read_sentences(db, row[10], row[11]),
+                window=row[9],
+            ),
         )
         for row in rows
     ]
-
-
-def read_chunked_documents(
-    db: sqlite3.Connection, doc_ids: Sequence[str]
-) -> Iterator[ChunkedDocument]:
-    """Stored documents back as chunked documents, so an unchanged file is never re-read."""
-    for doc_id in doc_ids:
-        row = db.execute(
-            "SELECT title, format, metadata, warnings, source FROM documents WHERE doc_id = ?",
-            (doc_id,),
-        ).fetchone()
-        if row is None:
-            continue
-        title, fmt, metadata, warnings, source = row
-        document = Document(
-            doc_id, title, source, [], fmt, json.loads(metadata), json.loads(warnings)
-        )
-        passages = read_passages(db, "p.doc_id = ?", (doc_id,))
-        yield ChunkedDocument(document, read_blocks(db, doc_id), passages)
 
 
 def _fsync_tree(root: Path) -> None:

@@ -19,7 +19,8 @@ from indexer.errors import IndexBusy, IndexCorrupt, IndexNotFound, ModelMismatch
 from indexer.loaders import Discovery
 from indexer.retrieval import Searcher
 from indexer.settings import Settings
-from indexer.store import current_generation, writer_lock
+from indexer.store import SENTENCE_VECTORS, current_generation, writer_lock
+from indexer.vectors import FaissVectorIndex
 
 PLAIN_SEED = "004_fc6fad951788ea23.txt"
 MARKDOWN_SEED = "000_230d891a6c421cf7.txt"
@@ -349,9 +350,13 @@ def test_in_context_sentence_vectors_switch_both_ways_and_set_the_answer_thresho
         # Each sentence alone finds its own in-context reading first. A ranking, not a floor per
         # sentence: the score of a degenerate line such as "____. 2025." moves with the CPU's
         # int8 kernels (it fell below 0.3 on AVX-512 VNNI while torch gave 0.34).
-        read_in_context = in_context._sentence_vectors
-        read_alone = standalone._sentence_vectors
-        similarity = read_in_context @ read_alone.T
+        read_in_context, read_alone = (
+            FaissVectorIndex.open(gen / SENTENCE_VECTORS)
+            for gen in (generation, current_generation(seed_index))
+            if gen is not None
+        )
+        everything = np.arange(len(read_in_context))
+        similarity = read_in_context.vectors(everything) @ read_alone.vectors(everything).T
         own = similarity.diagonal()
         assert own.max() < 0.999 and own.mean() > 0.7
         finds_itself = similarity.argmax(axis=0) == np.arange(len(own))

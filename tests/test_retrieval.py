@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
+
 import pytest
 
 from indexer import retrieval
+from indexer.embedding import Embedder
 from indexer.errors import InvalidQuery
 from indexer.models import NO_ANSWER_MESSAGE
 from indexer.retrieval import Searcher
@@ -107,24 +109,31 @@ RANKING_QUESTIONS = (
 )
 
 
-def test_few_sentence_candidates_keep_the_ranking_of_every_candidate(
-    searcher: Searcher, monkeypatch: pytest.MonkeyPatch
+def test_few_candidates_keep_the_scores_and_the_top_passage_of_every_candidate(
+    searcher: Searcher, seed_index: Path, embedder: Embedder
 ) -> None:
     """With every passage a candidate the ranking is exact; with 3 per signal, the passages
-    compared sentence by sentence keep their exact scores and rank above the others."""
-    assert retrieval.CANDIDATES >= searcher.stats().passages
+    fused keep their exact scores, and the best passage stays first."""
+    passages = searcher.stats().passages
+    assert retrieval.CANDIDATES >= passages
+    limited = Searcher(seed_index, embedder, candidates_per_signal=3)
+    try:
+        for question in RANKING_QUESTIONS:
+            exact = {p.row: p.score for p in searcher.rank(question, "hybrid", passages)}
+            assert len(exact) == passages
+            few = limited.rank(question, "hybrid", 3)
+            assert len(few) == 3
+            for passage in few:
+                assert passage.score == pytest.approx(exact[passage.row], rel=1e-6)
+            assert few[0].row == max(exact, key=lambda row: exact[row])
+            assert limited.ask(question).hits[0].passage == searcher.ask(question).hits[0].passage
+    finally:
+        limited.close()
+
+
+def test_rank_orders_passages_as_search_does(searcher: Searcher) -> None:
     for question in RANKING_QUESTIONS:
-        exact = searcher._score(question, "hybrid")
-        with monkeypatch.context() as patch:
-            patch.setattr(retrieval, "CANDIDATES", 3)
-            limited = searcher._score(question, "hybrid")
-            result = searcher.ask(question, k=5)
-        compared = np.flatnonzero(limited.sentence_dense > -1.0)
-        candidates = np.unique(searcher._sentence_passage[compared])
-        assert 3 <= len(candidates) <= 6
-        np.testing.assert_allclose(limited.fused[candidates], exact.fused[candidates], rtol=1e-6)
-        others = np.setdiff1d(np.arange(len(limited.fused)), candidates)
-        assert limited.fused[others].max() < limited.fused[candidates].min()
-        assert int(np.argmax(limited.fused)) == int(np.argmax(exact.fused))
-        assert result.answer is not None
-        assert result.hits[0].passage == searcher._passage(int(np.argmax(exact.fused)))
+        ranked = searcher.rank(question, "hybrid", 10)
+        hits = searcher.search(question, k=10).hits
+        assert [p.doc_id for p in ranked] == [h.passage.doc_id for h in hits]
+        assert [p.score for p in ranked] == pytest.approx([h.score for h in hits])

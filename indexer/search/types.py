@@ -1,0 +1,60 @@
+"""What flows between the search stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Mode = Literal["hybrid", "bm25", "dense"]
+MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A validated question, analysed once for every stage."""
+
+    text: str
+    mode: Mode
+    terms: list[str]  # distinct lexical terms
+    vector: np.ndarray  # unit-length embedding, float32
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """Passage rows worth fusing, with their passage-level signals (ascending row order).
+
+    BM25 scores are divided by the query's best score over the whole collection, so that
+    they sit on the same 0..1 scale as cosines.
+    """
+
+    rows: np.ndarray  # int64, ascending
+    dense: np.ndarray  # float32 cosine of each row's passage vector
+    lexical: np.ndarray  # float32 normalised BM25 of each row's passage text
+    lexical_best: float  # the query's best passage BM25 (the normaliser)
+    sentence_lexical_best: float  # the query's best sentence BM25 (the normaliser)
+
+
+@dataclass(frozen=True, slots=True)
+class Fused:
+    """Candidates with their fused score and the scores of their sentences.
+
+    Sentences are laid out candidate after candidate: the sentences of `rows[i]` are at
+    `sentence_start[i]` up to `sentence_start[i + 1]` in the sentence arrays.
+    """
+
+    rows: np.ndarray  # int64, ascending (as the candidates)
+    scores: np.ndarray  # float32 fused score per row
+    sentence_start: np.ndarray  # int64, one more than rows
+    sentence_dense: np.ndarray  # float32 cosine per sentence
+    sentence_lexical: np.ndarray  # float32 normalised BM25 per sentence
+
+    def order(self) -> np.ndarray:
+        """Positions of the rows, best fused score first (ties: lower row first)."""
+        return np.argsort(-self.scores, kind="stable")
+
+    def position(self, row: int) -> int | None:
+        """Where a passage row is among the rows, or None when it is not a candidate."""
+        at = int(np.searchsorted(self.rows, row))
+        return at if at < len(self.rows) and int(self.rows[at]) == row else None

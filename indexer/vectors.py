@@ -1,0 +1,283 @@
+"""Vector indexes: the protocol search uses, and its implementation on numpy + FAISS.
+
+Vectors live in `.npy` files opened memory-mapped and read-only, so a server's memory holds
+only the pages a question touches. An approximate (ANN) FAISS structure over the same rows
+can be stored beside them; its candidates are always rescored exactly from the vectors.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import faiss
+import numpy as np
+
+from indexer.errors import REBUILD_HINT, IndexCorrupt
+from indexer.ranking import RowScores, best_of
+
+# Rows multiplied with the question at once by the exact scan (bounded memory per question).
+SCAN_CHUNK = 32768
+# The ANN structure returns this many times more rows than asked, rescored exactly.
+ANN_OVERSAMPLE = 2
+# Sentence vectors are only compared with questions among candidates: half the bytes suffice.
+SENTENCE_DTYPE = np.float16
+
+
+class VectorIndex(Protocol):
+    """Vectors addressed by row id, searched by inner product (cosine on unit vectors)."""
+
+    @property
+    def dimension(self) -> int: ...
+
+    def __len__(self) -> int:
+        """Rows ever added, removed ones included (row ids are positions)."""
+        ...
+
+    def add(self, vectors: np.ndarray) -> np.ndarray:
+        """Append vectors; return their row ids."""
+        ...
+
+    def remove(self, rows: np.ndarray) -> None:
+        """Leave these rows out of every later search."""
+        ...
+
+    def search(self, query: np.ndarray, n: int) -> RowScores:
+        """The `n` rows closest to `query`, best first, with exact scores."""
+        ...
+
+    def score(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Exact scores of `query` against the given rows, in their order."""
+        ...
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of the given rows as float32."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AnnConfig:
+    """A FAISS ANN structure: its factory string and how wide it searches."""
+
+    factory: str
+    ef_search: int = 0  # HNSW
+    nprobe: int = 0  # IVF
+
+    def build(self, vectors: np.ndarray) -> faiss.Index:
+        """The structure trained on and filled with `vectors` (float32, unit length)."""
+        data = np.ascontiguousarray(vectors, dtype=np.float32)
+        index = faiss.index_factory(data.shape[1], self.factory, faiss.METRIC_INNER_PRODUCT)
+        if not index.is_trained:
+            index.train(data)
+        index.add(data)
+        self.tune(index)
+        return index
+
+    def tune(self, index: faiss.Index) -> None:
+        """Set the search width on an index built or read with this configuration."""
+        if self.ef_search:
+            faiss.ParameterSpace().set_index_parameter(index, "efSearch", self.ef_search)
+        if self.nprobe:
+            faiss.ParameterSpace().set_index_parameter(index, "nprobe", self.nprobe)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"factory": self.factory, "ef_search": self.ef_search, "nprobe": self.nprobe}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> AnnConfig:
+        return cls(str(data["factory"]), int(str(data["ef_search"])), int(str(data["nprobe"])))
+
+
+def ann_config_for(rows: int) -> AnnConfig:
+    """The ANN structure for an index of this many rows (chosen in BENCHMARKS.md)."""
+    return AnnConfig("HNSW32,SQ8", ef_search=128)
+
+
+class FaissVectorIndex:
+    """Vectors in a memory-mapped `.npy` file (exact search), with an optional FAISS ANN.
+
+    Rows added after opening are kept in memory until the index is saved; removed rows are
+    a deletion mask.
+    """
+
+    def __init__(
+        self,
+        stored: np.ndarray,
+        ann: faiss.Index | None = None,
+        ann_config: AnnConfig | None = None,
+    ) -> None:
+        self._stored = stored
+        self._added = np.zeros((0, stored.shape[1]), dtype=np.float32)
+        self._deleted: np.ndarray | None = None
+        self._ann = ann
+        self.ann_config = ann_config
+
+    @classmethod
+    def empty(cls, dimension: int) -> FaissVectorIndex:
+        """An index with no rows, to `add` to and `save`."""
+        return cls(np.zeros((0, dimension), dtype=np.float32))
+
+    @classmethod
+    def open(cls, path: Path, ann_config: AnnConfig | None = None) -> FaissVectorIndex:
+        """The vectors stored in the `.npy` file at `path`, memory-mapped read-only.
+
+        With `ann_config`, the ANN structure stored beside them is read and used to search.
+        """
+        try:
+            stored = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as error:
+            raise IndexCorrupt(f"cannot read vectors {path}: {error}; {REBUILD_HINT}") from error
+        if stored.ndim != 2:
+            raise IndexCorrupt(f"vectors {path} are not a matrix; {REBUILD_HINT}")
+        ann = None
+        if ann_config is not None:
+            ann_path = ann_path_of(path)
+            try:
+                ann = faiss.read_index(str(ann_path))
+            except RuntimeError as error:
+                message = f"cannot read ANN index {ann_path}: {error}; {REBUILD_HINT}"
+                raise IndexCorrupt(message) from error
+            if ann.ntotal != len(stored):
+                message = f"ANN index {ann_path} does not match its vectors; {REBUILD_HINT}"
+                raise IndexCorrupt(message)
+            ann_config.tune(ann)
+        return cls(stored, ann, ann_config)
+
+    def save(
+        self,
+        path: Path,
+        *,
+        dtype: type[np.floating] = np.float32,
+        ann_config: AnnConfig | None = None,
+    ) -> None:
+        """Write the vectors as a `.npy` file in `dtype`, and the ANN structure if configured."""
+        everything = self.vectors(np.arange(len(self), dtype=np.int64))
+        np.save(path, everything.astype(dtype))
+        if ann_config is not None:
+            faiss.write_index(ann_config.build(everything), str(ann_path_of(path)))
+
+    @property
+    def dimension(self) -> int:
+        return int(self._stored.shape[1])
+
+    @property
+    def uses_ann(self) -> bool:
+        return self._ann is not None
+
+    def __len__(self) -> int:
+        return len(self._stored) + len(self._added)
+
+    def add(self, vectors: np.ndarray) -> np.ndarray:
+        """Append vectors (kept in memory until saved); return their row ids."""
+        data = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dimension)
+        rows = np.arange(len(self), len(self) + len(data), dtype=np.int64)
+        self._added = np.concatenate([self._added, data])
+        if self._ann is not None and len(data):
+            self._ann.add(data)
+        if self._deleted is not None:
+            self._deleted = np.concatenate([self._deleted, np.zeros(len(data), dtype=bool)])
+        return rows
+
+    def remove(self, rows: np.ndarray) -> None:
+        if self._deleted is None:
+            self._deleted = np.zeros(len(self), dtype=bool)
+        self._deleted[np.asarray(rows, dtype=np.int64)] = True
+
+    def search(self, query: np.ndarray, n: int) -> RowScores:
+        if n <= 0 or len(self) == 0:
+            return RowScores.empty()
+        if self._ann is not None:
+            return self._search_ann(query, n)
+        return self._search_exact(query, n)
+
+    def score(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        if len(rows) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return np.asarray(self.vectors(rows) @ np.asarray(query, dtype=np.float32))
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        stored = len(self._stored)
+        if len(self._added) == 0 or (len(rows) and rows.max() < stored):
+            return np.asarray(self._stored[rows], dtype=np.float32)
+        out = np.empty((len(rows), self.dimension), dtype=np.float32)
+        old = rows < stored
+        out[old] = self._stored[rows[old]]
+        out[~old] = self._added[rows[~old] - stored]
+        return out
+
+    def _search_exact(self, query: np.ndarray, n: int) -> RowScores:
+        """A scan over the stored vectors in chunks of SCAN_CHUNK rows."""
+        q = np.asarray(query, dtype=np.float32)
+        best: list[RowScores] = []
+        for start in range(0, len(self), SCAN_CHUNK):
+            rows = np.arange(start, min(start + SCAN_CHUNK, len(self)), dtype=np.int64)
+            if rows[-1] < len(self._stored):
+                block = np.asarray(self._stored[start : rows[-1] + 1], dtype=np.float32)
+            else:
+                block = self.vectors(rows)
+            scores = block @ q
+            if self._deleted is not None:
+                scores[self._deleted[rows]] = -np.inf
+            best.append(best_of(rows, scores, n))
+        merged = best[0] if len(best) == 1 else _merge(best, n)
+        return _without_deleted(merged)
+
+    def _search_ann(self, query: np.ndarray, n: int) -> RowScores:
+        """ANN candidates, rescored exactly from the stored vectors."""
+        assert self._ann is not None
+        wanted = min(n * ANN_OVERSAMPLE, len(self))
+        _, labels = self._ann.search(np.asarray(query, dtype=np.float32).reshape(1, -1), wanted)
+        rows = labels[0][labels[0] >= 0].astype(np.int64)
+        if self._deleted is not None:
+            rows = rows[~self._deleted[rows]]
+        rows = np.sort(rows)
+        return best_of(rows, self.score(query, rows), n)
+
+
+ANN_SUFFIX = ".ann.faiss"
+
+
+def ann_path_of(path: Path) -> Path:
+    """Where the ANN structure over the vectors in `path` (a `.npy` file) is stored."""
+    return path.with_name(path.name.removesuffix(".npy") + ANN_SUFFIX)
+
+
+def check_vector_file(path: Path, shape: tuple[int, ...], dtype: type[np.generic]) -> None:
+    """IndexCorrupt unless `path` is a `.npy` array of this shape and type, of full length.
+
+    Reads the header and the file size only.
+    """
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            found_shape, fortran, found_dtype = read_header(handle)
+            offset = handle.tell()
+            size = os.fstat(handle.fileno()).st_size
+    except (OSError, ValueError) as error:
+        raise IndexCorrupt(f"cannot read {path}: {error}; {REBUILD_HINT}") from error
+    expected = offset + int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if found_shape != shape or found_dtype != np.dtype(dtype) or fortran or size != expected:
+        raise IndexCorrupt(
+            f"{path} is damaged (expected {np.dtype(dtype).name} of shape {shape}); {REBUILD_HINT}"
+        )
+
+
+def _merge(parts: list[RowScores], n: int) -> RowScores:
+    rows = np.concatenate([part.rows for part in parts])
+    scores = np.concatenate([part.scores for part in parts])
+    return best_of(rows, scores, n)
+
+
+def _without_deleted(found: RowScores) -> RowScores:
+    keep = np.isfinite(found.scores)
+    if keep.all():
+        return found
+    return RowScores(found.rows[keep], found.scores[keep])

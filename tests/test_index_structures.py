@@ -1,0 +1,266 @@
+"""The index structures behind search: vectors, lexical postings, metadata, ANN vs exact."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import bm25s
+import numpy as np
+import pytest
+
+from indexer import vectors as vectors_module
+from indexer.build import build_index
+from indexer.embedding import Embedder
+from indexer.errors import IndexCorrupt, ModelMismatch
+from indexer.lexical import LexicalIndex
+from indexer.retrieval import Searcher
+from indexer.settings import Settings
+from indexer.store import (
+    PASSAGE_VECTORS,
+    SENTENCE_VECTORS,
+    current_generation,
+    read_sentence_offsets,
+    read_stats,
+)
+from indexer.vectors import AnnConfig, FaissVectorIndex, ann_path_of
+
+INDEXER = Path(__file__).resolve().parent.parent / "indexer"
+QUESTIONS = (
+    "How many documents were examined between 2024 and March 2025?",
+    "Why does Kim Jong Un distrust the United States?",
+    "What does the Acheson Line symbolize for South Koreans?",
+    "Who wrote the article about Trump's tough love on Kim?",
+    "Vladivostok summit",
+    "What did Trump say about North Korea's nuclear status?",
+)
+
+
+def _unit_vectors(count: int, dimension: int = 16, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(count, dimension)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _saved(tmp_path: Path, vectors: np.ndarray, **options: object) -> FaissVectorIndex:
+    index = FaissVectorIndex.empty(vectors.shape[1])
+    index.add(vectors)
+    index.save(tmp_path / "v.npy", **options)  # type: ignore[arg-type]
+    return FaissVectorIndex.open(tmp_path / "v.npy", options.get("ann_config"))  # type: ignore[arg-type]
+
+
+# -- vectors ------------------------------------------------------------------------------------
+
+
+def test_vectors_are_memory_mapped_read_only(tmp_path: Path) -> None:
+    index = _saved(tmp_path, _unit_vectors(50))
+    stored = index._stored
+    assert isinstance(stored, np.memmap) and stored.mode == "r"
+    with pytest.raises(ValueError, match="read-only"):
+        stored[0, 0] = 1.0
+
+
+def test_seed_index_files_are_memory_mapped_read_only(seed_index: Path) -> None:
+    generation = current_generation(seed_index)
+    assert generation is not None
+    sentences = FaissVectorIndex.open(generation / SENTENCE_VECTORS)._stored
+    assert isinstance(sentences, np.memmap) and sentences.mode == "r"
+    assert sentences.dtype == np.float16
+    offsets = read_sentence_offsets(generation)
+    assert isinstance(offsets, np.memmap) and offsets.mode == "r"
+    assert int(offsets[-1]) == len(sentences)
+
+
+def test_exact_search_matches_brute_force_in_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _unit_vectors(300)
+    index = _saved(tmp_path, data)
+    query = data[7]
+    expected = np.argsort(-(data @ query), kind="stable")[:20]
+    assert list(index.search(query, 20).rows) == list(expected)
+    monkeypatch.setattr(vectors_module, "SCAN_CHUNK", 32)
+    found = index.search(query, 20)
+    assert list(found.rows) == list(expected)
+    np.testing.assert_allclose(found.scores, (data @ query)[expected], rtol=1e-5)
+    rows = np.array([299, 3, 150])
+    np.testing.assert_allclose(index.score(query, rows), data[rows] @ query, rtol=1e-5)
+
+
+def test_added_and_removed_rows_are_searched_as_such(tmp_path: Path) -> None:
+    data = _unit_vectors(40)
+    index = _saved(tmp_path, data[:30])
+    assert list(index.add(data[30:])) == list(range(30, 40))
+    assert len(index) == 40
+    assert index.search(data[35], 1).rows[0] == 35
+    index.remove(np.array([35, 7]))
+    found = index.search(data[35], 40).rows
+    assert 35 not in found and 7 not in found and len(found) == 38
+
+
+def test_float16_storage_keeps_the_ranking_of_distinct_scores(tmp_path: Path) -> None:
+    data = _unit_vectors(200, dimension=64)
+    half = _saved(tmp_path, data, dtype=np.float16)
+    assert half._stored.dtype == np.float16
+    query = data[11]
+    assert list(half.search(query, 5).rows) == list(np.argsort(-(data @ query))[:5])
+
+
+def test_ann_candidates_are_rescored_exactly(tmp_path: Path) -> None:
+    data = _unit_vectors(500, dimension=32)
+    config = AnnConfig("HNSW16,SQ8", ef_search=64)
+    index = _saved(tmp_path, data, ann_config=config)
+    assert index.uses_ann and ann_path_of(tmp_path / "v.npy").is_file()
+    for row in (0, 42, 499):
+        found = index.search(data[row], 10)
+        assert found.rows[0] == row and len(set(found.rows)) == 10
+        np.testing.assert_allclose(found.scores, data[found.rows] @ data[row], rtol=1e-5)
+        assert list(found.scores) == sorted(found.scores, reverse=True)
+
+
+# -- lexical ------------------------------------------------------------------------------------
+
+ROWS = [
+    "north korea nuclear talk summit".split(),
+    "summit hanoi trump kim".split(),
+    "bread bake oven".split(),
+    "kim trump letter love".split(),
+    "nuclear nuclear power plant".split(),
+    [],
+    "oven temperature bread crust".split(),
+]
+
+
+@pytest.mark.parametrize(
+    "terms", [["summit", "kim"], ["nuclear"], ["bread", "oven", "kim"], ["zzz"]]
+)
+def test_lexical_scores_by_row_equal_bm25s_full_scores(tmp_path: Path, terms: list[str]) -> None:
+    LexicalIndex.write(tmp_path / "lex", ROWS)
+    lexical = LexicalIndex.open(tmp_path / "lex", len(ROWS))
+    reference = bm25s.BM25.load(str(tmp_path / "lex"))
+    known = [term for term in terms if term in reference.vocab_dict]
+    full = reference.get_scores(known) if known else np.zeros(len(ROWS))
+    rows = np.array([6, 0, 3, 3, 1])
+    np.testing.assert_allclose(lexical.score(terms, rows), full[rows], rtol=1e-5)
+    top = lexical.top(terms, 3)
+    positive = np.flatnonzero(full > 0)
+    assert len(top) == min(3, len(positive))
+    np.testing.assert_allclose(top.scores, np.sort(full[positive])[::-1][: len(top)], rtol=1e-5)
+    assert set(top.rows) <= set(positive)
+
+
+def test_an_absent_lexical_folder_is_an_empty_index_when_nothing_is_indexed(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(IndexCorrupt, match="missing"):
+        LexicalIndex.open(tmp_path / "none", 3)
+    lexical = LexicalIndex.open(tmp_path / "none", 0)
+    assert len(lexical) == 0 and len(lexical.top(["kim"], 5)) == 0
+    assert list(lexical.score(["kim"], np.array([0, 1]))) == [0.0, 0.0]
+
+
+# -- metadata -----------------------------------------------------------------------------------
+
+
+def test_sql_is_spoken_only_by_the_store() -> None:
+    allowed = {"store.py", "embedding.py"}  # embedding.py: its own cache file, not the index
+    speaking = [
+        path.relative_to(INDEXER).as_posix()
+        for path in INDEXER.rglob("*.py")
+        if path.name not in allowed
+        and re.search(r"\bexecute(many|script)?\(|\bsqlite3\b", path.read_text(encoding="utf-8"))
+    ]
+    assert speaking == []
+
+
+def test_nothing_outside_the_searcher_calls_its_private_methods() -> None:
+    for path in INDEXER.rglob("*.py"):
+        if path.name != "retrieval.py":
+            assert not re.search(r"searcher\._\w", path.read_text(encoding="utf-8")), path
+
+
+def test_an_index_of_the_previous_format_is_refused_with_the_rebuild_hint(
+    make_settings, seeds_copy: Path, embedder: Embedder
+) -> None:
+    settings = make_settings()
+    build_index(seeds_copy, settings, embedder=embedder)
+    generation = current_generation(settings.index)
+    assert generation is not None
+    manifest = json.loads((generation / "manifest.json").read_text())
+    del manifest["ann"]
+    (generation / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
+    hint = re.escape("rebuild it with `paracite index --rebuild`")
+    with pytest.raises(ModelMismatch, match=hint):
+        Searcher.open(settings.index, embedder)
+    with pytest.raises(ModelMismatch, match=hint):
+        read_stats(settings.index)
+    with pytest.raises(ModelMismatch, match=hint):
+        build_index(seeds_copy, settings, embedder=embedder)
+    build_index(seeds_copy, settings, embedder=embedder, rebuild=True)
+    Searcher.open(settings.index, embedder).close()
+
+
+# -- exact and ANN search on the seeds ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ann_seed_index(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, seeds_copy: Path
+) -> Path:
+    index_dir = tmp_path_factory.mktemp("ann") / "idx"
+    build_index(seeds_copy, Settings(index=index_dir, ann_min_passages=0), embedder=embedder)
+    return index_dir
+
+
+def test_ann_is_built_at_index_time_and_used_above_the_threshold(
+    ann_seed_index: Path, seed_index: Path, embedder: Embedder
+) -> None:
+    generation = current_generation(ann_seed_index)
+    assert generation is not None
+    assert ann_path_of(generation / PASSAGE_VECTORS).is_file()
+    assert json.loads((generation / "manifest.json").read_text())["ann"]["factory"]
+    exact_generation = current_generation(seed_index)
+    assert exact_generation is not None
+    assert not ann_path_of(exact_generation / PASSAGE_VECTORS).exists()
+    for threshold, uses_ann in ((0, True), (10**9, False)):
+        searcher = Searcher(ann_seed_index, embedder, ann_min_passages=threshold)
+        assert searcher.uses_ann is uses_ann
+        searcher.close()
+
+
+@pytest.mark.parametrize("per_signal", [5, 200])
+def test_ann_path_ranks_the_seeds_as_the_exact_path(
+    ann_seed_index: Path, seed_index: Path, embedder: Embedder, per_signal: int
+) -> None:
+    approximate = Searcher(
+        ann_seed_index, embedder, ann_min_passages=0, candidates_per_signal=per_signal
+    )
+    exact = Searcher(seed_index, embedder, candidates_per_signal=per_signal)
+    try:
+        assert approximate.uses_ann and not exact.uses_ann
+        for question in QUESTIONS:
+            for mode in ("hybrid", "dense"):
+                want = exact.ask(question, k=5, mode=mode)  # type: ignore[arg-type]
+                got = approximate.ask(question, k=5, mode=mode)  # type: ignore[arg-type]
+                assert [h.passage for h in got.hits] == [h.passage for h in want.hits]
+                assert (got.answer is None) == (want.answer is None)
+                if got.answer and want.answer:
+                    assert got.answer.text == want.answer.text
+    finally:
+        approximate.close()
+        exact.close()
+
+
+def test_a_changed_threshold_rebuilds_the_ann_structure(
+    make_settings, seeds_copy: Path, embedder: Embedder
+) -> None:
+    settings = make_settings()
+    build_index(seeds_copy, settings, embedder=embedder)
+    assert build_index(seeds_copy, settings, embedder=embedder).up_to_date
+    forced = settings.with_overrides(ann_min_passages=0)
+    report = build_index(seeds_copy, forced, embedder=embedder)
+    assert not report.up_to_date and report.embedded == 0
+    generation = current_generation(settings.index)
+    assert generation is not None and ann_path_of(generation / PASSAGE_VECTORS).is_file()
+    assert build_index(seeds_copy, forced, embedder=embedder).up_to_date
