@@ -276,8 +276,11 @@ class Searcher:
     def _author_note_first(
         self, query: Query, candidates: Candidates, fused: Fused
     ) -> tuple[Fused, bool]:
-        """ "Who wrote ...?" is answered by the author note of the document asked about: the
-        document of the best passage. Its author-note passage is ranked first."""
+        """Rank first the author note of the best passage's document, for "who wrote" questions.
+
+        The note answers "Who wrote ...?" of the document asked about, even when it was not
+        a candidate (it is then fused too, so that it can offer the answer).
+        """
         if not self._layout.author_passage or not is_authorship_question(query.text):
             return fused, False
         best_row = int(fused.rows[fused.order()[0]])
@@ -286,7 +289,6 @@ class Searcher:
             return fused, False
         top = float(fused.scores.max())
         if fused.position(author_row) is None:
-            # Not a candidate: its sentences are scored too, so it can offer the answer.
             extended = self._candidates.with_rows(
                 query,
                 np.append(candidates.rows, author_row),

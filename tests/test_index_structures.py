@@ -264,3 +264,23 @@ def test_a_changed_threshold_rebuilds_the_ann_structure(
     generation = current_generation(settings.index)
     assert generation is not None and ann_path_of(generation / PASSAGE_VECTORS).is_file()
     assert build_index(seeds_copy, forced, embedder=embedder).up_to_date
+
+
+def test_the_author_note_answers_who_wrote_even_when_it_is_not_a_candidate(
+    seed_index: Path, embedder: Embedder
+) -> None:
+    """With one candidate per signal the author note is not among the candidates; it is
+    still ranked first and fused, so it offers the answer."""
+    question = "Who wrote the article about Trump's tough love on Kim?"
+    narrow = Searcher(seed_index, embedder, candidates_per_signal=1)
+    try:
+        candidates = {p.row for p in narrow.rank(question, depth=1)}
+        result = narrow.ask(question)
+        top = result.hits[0].passage
+        author_paragraph = narrow.document(top.doc_id).info.metadata["author_paragraph"]
+    finally:
+        narrow.close()
+    assert top.paragraph == author_paragraph
+    assert result.answer is not None and result.answer.passage == 1
+    assert result.answer.text in top.text
+    assert len(candidates) == 1
