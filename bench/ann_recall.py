@@ -54,7 +54,7 @@ def structures(rows: int) -> list[AnnConfig]:
 
 def passage_vectors(generation: Path) -> np.ndarray:
     """The generation's passage vectors (this format's .npy, or format 1's .faiss)."""
-    npy = generation / f"{PASSAGE_VECTORS}.npy"
+    npy = generation / PASSAGE_VECTORS
     if npy.is_file():
         return np.asarray(np.load(npy), dtype=np.float32)
     flat = faiss.read_index(str(generation / "passages.faiss"))

@@ -34,6 +34,12 @@ class LexicalIndex:
 
     def __init__(self, bm25: bm25s.BM25 | None) -> None:
         self._bm25 = bm25
+        # Plain views of the (memory-mapped) score matrix: no np.memmap bookkeeping per read.
+        matrix = bm25.scores if bm25 is not None else {}
+        self._indptr, self._indices, self._data = (
+            np.asarray(matrix.get(name, np.zeros(1, dtype=np.int64)))
+            for name in ("indptr", "indices", "data")
+        )
 
     @classmethod
     def open(cls, path: Path, count: int) -> LexicalIndex:
@@ -95,8 +101,7 @@ class LexicalIndex:
         if self._bm25 is None:
             return []
         vocabulary = self._bm25.vocab_dict
-        matrix = self._bm25.scores
-        indptr, indices, data = matrix["indptr"], matrix["indices"], matrix["data"]
+        indptr, indices, data = self._indptr, self._indices, self._data
         postings = []
         for term in dict.fromkeys(terms):
             token = vocabulary.get(term)

@@ -152,7 +152,8 @@ class Searcher:
     def _open_structures(
         self, generation: Path, ann: AnnConfig | None, candidates_per_signal: int
     ) -> None:
-        offsets = read_sentence_offsets(generation)
+        # A plain view of the memory map: no np.memmap bookkeeping on each read.
+        offsets = read_sentence_offsets(generation).view(np.ndarray)
         passage_vectors = FaissVectorIndex.open(generation / PASSAGE_VECTORS, ann)
         sentence_vectors = FaissVectorIndex.open(generation / SENTENCE_VECTORS)
         passages = len(offsets) - 1

@@ -10,7 +10,7 @@ Layout of an index folder::
         meta.sqlite         documents, blocks, passages, sentences
         passages.npy        one float32 vector per passage (row = passage id), memory-mapped
         passages.ann.faiss  FAISS ANN structure over the passage vectors (large indexes only)
-        sentences.npy       one float16 vector per sentence (row = sentence id), memory-mapped
+        sentences.npy       one float32 vector per sentence (row = sentence id), memory-mapped
         passage-sentences.npy  int64: where each passage's sentences start, then the total
         lexical/            bm25s index over title + section + passage text
         lexical-sentences/  bm25s index over each sentence
@@ -51,7 +51,7 @@ from indexer.models import (
 )
 from indexer.vectors import SENTENCE_DTYPE, ann_path_of, check_vector_file
 
-# 2: vectors as memory-mapped .npy files (float16 sentences), optional ANN, sentence offsets.
+# 2: vectors as memory-mapped .npy files, an optional ANN structure, sentence offsets.
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 META = "meta.sqlite"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import numpy as np
 
 from indexer.lexical import LexicalIndex
-from indexer.ranking import top_k
+from indexer.ranking import RowScores, top_k
 from indexer.search.types import Candidates, Query
 from indexer.vectors import VectorIndex
 
@@ -46,30 +49,39 @@ class CandidateStage:
         dense = self.passage_vectors.search(query.vector, n)
         lexical = self.lexical.top(query.terms, n)
         sentences = self.sentence_lexical.top(query.terms, n)
-        pool = self.with_rows(
-            query,
-            np.union1d(dense.rows, lexical.rows),
-            lexical.best(),
-            sentences.best(),
-        )
+        pool_rows = np.union1d(dense.rows, lexical.rows)
+        pool = self.with_rows(query, pool_rows, lexical.best(), sentences.best(), dense, lexical)
         keep = np.sort(top_k(self.partial(query, pool), n))
-        rows = pool.rows[keep]
-        if query.mode != "dense" and len(sentences):
-            holding = np.searchsorted(self.sentence_offsets, sentences.rows, side="right") - 1
-            rows = np.union1d(rows, holding.astype(np.int64))
-        return self.with_rows(query, rows, lexical.best(), sentences.best())
+        kept = _subset(pool, keep)
+        if query.mode == "dense" or len(sentences) == 0:
+            return kept
+        holding = np.searchsorted(self.sentence_offsets, sentences.rows, side="right") - 1
+        extra = np.setdiff1d(holding.astype(np.int64), kept.rows)
+        if len(extra) == 0:
+            return kept
+        return _union(kept, self.with_rows(query, extra, lexical.best(), sentences.best()))
 
     def with_rows(
-        self, query: Query, rows: np.ndarray, lexical_best: float, sentence_lexical_best: float
+        self,
+        query: Query,
+        rows: np.ndarray,
+        lexical_best: float,
+        sentence_lexical_best: float,
+        dense_known: RowScores | None = None,
+        lexical_known: RowScores | None = None,
     ) -> Candidates:
-        """Candidates made of exactly these passage rows (any order; duplicates dropped)."""
+        """Candidates made of exactly these passage rows (any order; duplicates dropped).
+
+        Scores already known for some rows (exact, from a search) are reused.
+        """
         rows = np.unique(np.asarray(rows, dtype=np.int64))
-        lexical = self.lexical.score(query.terms, rows)
+        dense = _scores_of(rows, dense_known, lambda r: self.passage_vectors.score(query.vector, r))
+        lexical = _scores_of(rows, lexical_known, lambda r: self.lexical.score(query.terms, r))
         if lexical_best > 0:
             lexical = lexical / np.float32(lexical_best)
         return Candidates(
             rows,
-            self.passage_vectors.score(query.vector, rows).astype(np.float32),
+            dense.astype(np.float32),
             lexical.astype(np.float32),
             lexical_best,
             sentence_lexical_best,
@@ -85,3 +97,42 @@ class CandidateStage:
             self.passage_weight * candidates.dense + self.lexical_weight * candidates.lexical,
             dtype=np.float32,
         )
+
+
+def _subset(candidates: Candidates, positions: np.ndarray) -> Candidates:
+    return replace(
+        candidates,
+        rows=candidates.rows[positions],
+        dense=candidates.dense[positions],
+        lexical=candidates.lexical[positions],
+    )
+
+
+def _union(first: Candidates, second: Candidates) -> Candidates:
+    """Two disjoint sets of candidates as one, in ascending row order."""
+    rows = np.concatenate([first.rows, second.rows])
+    order = np.argsort(rows, kind="stable")
+    return replace(
+        first,
+        rows=rows[order],
+        dense=np.concatenate([first.dense, second.dense])[order],
+        lexical=np.concatenate([first.lexical, second.lexical])[order],
+    )
+
+
+def _scores_of(
+    rows: np.ndarray, known: RowScores | None, score: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """The score of each of the sorted `rows`: known ones looked up, the others computed."""
+    out = np.zeros(len(rows), dtype=np.float32)
+    missing = np.ones(len(rows), dtype=bool)
+    if known is not None and len(known):
+        at = np.searchsorted(rows, known.rows)
+        inside = at < len(rows)
+        at, values, found = at[inside], known.scores[inside], known.rows[inside]
+        match = rows[at] == found
+        out[at[match]] = values[match]
+        missing[at[match]] = False
+    if missing.any():
+        out[missing] = score(rows[missing])
+    return out
