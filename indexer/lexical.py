@@ -8,6 +8,7 @@ hold those terms, not with the size of the collection.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import bm25s
@@ -27,6 +28,36 @@ LEXICAL_FILES = (
     "indices.csc.index.npy",
     "indptr.csc.index.npy",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class LexicalMatches:
+    """The rows a query's terms occur in (ascending) and their BM25 scores: a question's
+    lexical signal, computed once and read by every stage."""
+
+    rows: np.ndarray  # int64, ascending
+    scores: np.ndarray  # float32
+
+    def top(self, n: int) -> RowScores:
+        """The `n` best rows, best first."""
+        if n <= 0 or len(self.rows) == 0:
+            return RowScores.empty()
+        return best_of(self.rows, self.scores, n)
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        """The score of each of `rows` (0 where the terms do not occur), in their order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros(len(rows), dtype=np.float32)
+        if len(self.rows) == 0 or len(rows) == 0:
+            return out
+        at = np.minimum(np.searchsorted(self.rows, rows), len(self.rows) - 1)
+        found = self.rows[at] == rows
+        out[found] = self.scores[at[found]]
+        return out
+
+    def best(self) -> float:
+        """The highest score, or 0.0 when no row matches."""
+        return float(self.scores.max()) if len(self.scores) else 0.0
 
 
 class LexicalIndex:
@@ -67,25 +98,22 @@ class LexicalIndex:
     def __len__(self) -> int:
         return 0 if self._bm25 is None else int(self._bm25.scores["num_docs"])
 
+    def match(self, terms: list[str]) -> LexicalMatches:
+        """Every row holding one of `terms`, with its BM25 score (from the terms' postings)."""
+        rows, scores = self._postings(terms)
+        if len(rows) == 0:
+            return LexicalMatches(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+        unique, slot = np.unique(rows, return_inverse=True)
+        summed = np.bincount(slot.reshape(-1), weights=scores).astype(np.float32)
+        return LexicalMatches(unique, summed)
+
     def top(self, terms: list[str], n: int) -> RowScores:
         """The `n` rows with the highest BM25 score for `terms`, best first (scores > 0)."""
-        rows, scores = self._postings(terms)
-        if len(rows) == 0 or n <= 0:
-            return RowScores.empty()
-        unique, slot = np.unique(rows, return_inverse=True)
-        summed = np.bincount(slot, weights=scores).astype(np.float32)
-        return best_of(unique, summed, n)
+        return self.match(terms).top(n)
 
     def score(self, terms: list[str], rows: np.ndarray) -> np.ndarray:
         """The BM25 score of `terms` for each of `rows`, in their order."""
-        wanted, position = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
-        summed = np.zeros(len(wanted), dtype=np.float64)
-        if len(wanted):
-            for posting_rows, posting_scores in self._term_postings(terms):
-                at = np.minimum(np.searchsorted(wanted, posting_rows), len(wanted) - 1)
-                hit = wanted[at] == posting_rows
-                summed[at[hit]] += posting_scores[hit]
-        return summed[position.reshape(-1)].astype(np.float32)
+        return self.match(terms).score(rows)
 
     def _postings(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
         parts = list(self._term_postings(terms))

@@ -179,7 +179,7 @@ class Searcher:
             w.lexical,
             candidates_per_signal,
         )
-        self._fusion = FusionStage(sentence_vectors, sentence_lexical, offsets, w)
+        self._fusion = FusionStage(sentence_vectors, offsets, w)
         self._answer = AnswerStage(self._store, self.answer_threshold)
 
     @classmethod
@@ -293,8 +293,8 @@ class Searcher:
             extended = self._candidates.with_rows(
                 query,
                 np.append(candidates.rows, author_row),
-                candidates.lexical_best,
-                candidates.sentence_lexical_best,
+                candidates.lexical_matches,
+                candidates.sentence_matches,
             )
             fused = self._fusion.run(query, extended)
         position = fused.position(author_row)

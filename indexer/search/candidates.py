@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from indexer.lexical import LexicalIndex
+from indexer.lexical import LexicalIndex, LexicalMatches
 from indexer.ranking import RowScores, top_k
 from indexer.search.types import Candidates, Query
 from indexer.vectors import VectorIndex
@@ -46,11 +46,13 @@ class CandidateStage:
     def run(self, query: Query, per_signal: int | None = None) -> Candidates:
         """The candidate passages of `query`, with their passage-level signals."""
         n = per_signal or self.per_signal
+        passage_matches = self.lexical.match(query.terms)
+        sentence_matches = self.sentence_lexical.match(query.terms)
         dense = self.passage_vectors.search(query.vector, n)
-        lexical = self.lexical.top(query.terms, n)
-        sentences = self.sentence_lexical.top(query.terms, n)
+        lexical = passage_matches.top(n)
+        sentences = sentence_matches.top(n)
         pool_rows = np.union1d(dense.rows, lexical.rows)
-        pool = self.with_rows(query, pool_rows, lexical.best(), sentences.best(), dense, lexical)
+        pool = self.with_rows(query, pool_rows, passage_matches, sentence_matches, dense)
         keep = np.sort(top_k(self.partial(query, pool), n))
         kept = _subset(pool, keep)
         if query.mode == "dense" or len(sentences) == 0:
@@ -59,32 +61,32 @@ class CandidateStage:
         extra = np.setdiff1d(holding.astype(np.int64), kept.rows)
         if len(extra) == 0:
             return kept
-        return _union(kept, self.with_rows(query, extra, lexical.best(), sentences.best()))
+        return _union(kept, self.with_rows(query, extra, passage_matches, sentence_matches))
 
     def with_rows(
         self,
         query: Query,
         rows: np.ndarray,
-        lexical_best: float,
-        sentence_lexical_best: float,
+        lexical_matches: LexicalMatches,
+        sentence_matches: LexicalMatches,
         dense_known: RowScores | None = None,
-        lexical_known: RowScores | None = None,
     ) -> Candidates:
         """Candidates made of exactly these passage rows (any order; duplicates dropped).
 
-        Scores already known for some rows (exact, from a search) are reused.
+        Dense scores already known for some rows (exact, from a search) are reused.
         """
         rows = np.unique(np.asarray(rows, dtype=np.int64))
         dense = _scores_of(rows, dense_known, lambda r: self.passage_vectors.score(query.vector, r))
-        lexical = _scores_of(rows, lexical_known, lambda r: self.lexical.score(query.terms, r))
-        if lexical_best > 0:
-            lexical = lexical / np.float32(lexical_best)
+        lexical = lexical_matches.score(rows)
+        best = lexical_matches.best()
+        if best > 0:
+            lexical = lexical / np.float32(best)
         return Candidates(
             rows,
             dense.astype(np.float32),
             lexical.astype(np.float32),
-            lexical_best,
-            sentence_lexical_best,
+            lexical_matches,
+            sentence_matches,
         )
 
     def partial(self, query: Query, candidates: Candidates) -> np.ndarray:

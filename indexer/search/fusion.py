@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.lexical import LexicalIndex
 from indexer.search.types import Candidates, Fused, Query
 from indexer.vectors import VectorIndex
 
@@ -32,12 +31,10 @@ class FusionStage:
     def __init__(
         self,
         sentence_vectors: VectorIndex,
-        sentence_lexical: LexicalIndex,
         sentence_offsets: np.ndarray,
         weights: FusionWeights,
     ) -> None:
         self.sentence_vectors = sentence_vectors
-        self.sentence_lexical = sentence_lexical
         self.sentence_offsets = sentence_offsets
         self.weights = weights
 
@@ -51,7 +48,7 @@ class FusionStage:
         # The candidates' sentence rows, one passage after another.
         sentence_rows = np.repeat(first - start[:-1], counts) + np.arange(start[-1])
         dense = self.sentence_vectors.score(query.vector, sentence_rows).astype(np.float32)
-        lexical = self.sentence_lexical.score(query.terms, sentence_rows)
+        lexical = candidates.sentence_matches.score(sentence_rows)
         if candidates.sentence_lexical_best > 0:
             lexical = lexical / np.float32(candidates.sentence_lexical_best)
         lexical = lexical.astype(np.float32)

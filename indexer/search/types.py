@@ -7,6 +7,8 @@ from typing import Literal
 
 import numpy as np
 
+from indexer.lexical import LexicalMatches
+
 Mode = Literal["hybrid", "bm25", "dense"]
 MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
 
@@ -32,8 +34,18 @@ class Candidates:
     rows: np.ndarray  # int64, ascending
     dense: np.ndarray  # float32 cosine of each row's passage vector
     lexical: np.ndarray  # float32 normalised BM25 of each row's passage text
-    lexical_best: float  # the query's best passage BM25 (the normaliser)
-    sentence_lexical_best: float  # the query's best sentence BM25 (the normaliser)
+    lexical_matches: LexicalMatches  # the query's BM25 over all passages
+    sentence_matches: LexicalMatches  # the query's BM25 over all sentences
+
+    @property
+    def lexical_best(self) -> float:
+        """The query's best passage BM25 (the normaliser)."""
+        return self.lexical_matches.best()
+
+    @property
+    def sentence_lexical_best(self) -> float:
+        """The query's best sentence BM25 (the normaliser)."""
+        return self.sentence_matches.best()
 
 
 @dataclass(frozen=True, slots=True)
