@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -263,7 +263,7 @@ def _ann_for(passages: int, settings: Settings) -> AnnConfig | None:
     return ann_config_for(passages) if passages >= settings.ann_min_passages else None
 
 
-def _ann_dict(config: AnnConfig | None) -> dict[str, object] | None:
+def _ann_dict(config: AnnConfig | None) -> dict[str, Any] | None:
     return config.to_dict() if config else None
 
 

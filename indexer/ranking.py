@@ -27,7 +27,7 @@ class RowScores:
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the `k` highest scores, best first; ties keep their position order."""
+    """Positions of the `k` highest scores, best first (ties by position when all are kept)."""
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
     if k >= len(scores):

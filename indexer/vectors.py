@@ -8,9 +8,10 @@ can be stored beside them; its candidates are always rescored exactly from the v
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import faiss
 import numpy as np
@@ -85,12 +86,13 @@ class AnnConfig:
         if self.nprobe:
             faiss.ParameterSpace().set_index_parameter(index, "nprobe", self.nprobe)
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
+        """As recorded in an index manifest."""
         return {"factory": self.factory, "ef_search": self.ef_search, "nprobe": self.nprobe}
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> AnnConfig:
-        return cls(str(data["factory"]), int(str(data["ef_search"])), int(str(data["nprobe"])))
+    def from_dict(cls, data: Mapping[str, Any]) -> AnnConfig:
+        return cls(str(data["factory"]), int(data["ef_search"]), int(data["nprobe"]))
 
 
 def ann_config_for(rows: int) -> AnnConfig:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
-
 from indexer.answer import expected_answer_type, has_new_answer_of_type, sentence_score
 from indexer.models import Answer, Hit
 from indexer.search.types import Fused, Query
@@ -77,8 +75,3 @@ def choose_answer(hits: list[Hit], prefer_first: bool = False) -> Answer | None:
         char_end=sentence.char_end,
         score=hit.sentence_score,
     )
-
-
-def top_rows(fused: Fused, k: int) -> np.ndarray:
-    """The `k` best passage rows, best first."""
-    return fused.rows[fused.order()[:k]]
