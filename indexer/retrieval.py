@@ -208,13 +208,13 @@ class Searcher:
         if not self.generation.is_dir():
             raise IndexCorrupt(
                 f"the index generation this server opened ({self.generation.name}) was "
-                "removed; restart the server to open the current one"
+                "removed; rebuild the index with `paracite index <folder> --rebuild`"
             )
         if file_stamps(self.generation) != self._stamps:
             raise IndexCorrupt(
                 f"files of the index generation {self.generation} changed after it was opened "
                 "(generations are never modified); rebuild the index with `paracite index "
-                "<folder> --rebuild` and restart the server"
+                "<folder> --rebuild`"
             )
         self._store.counts()
 

@@ -91,7 +91,10 @@ def open_live_index(settings: Settings) -> LiveIndex:
 
     def open_searcher(index_dir: Path, embedder: Embedder | None) -> Searcher:
         return Searcher.open(
-            index_dir, embedder=embedder, answer_threshold=settings.answer_threshold
+            index_dir,
+            embedder=embedder,
+            answer_threshold=settings.answer_threshold,
+            ann_min_passages=settings.ann_min_passages,
         )
 
     live = LiveIndex(settings.index, open_searcher)

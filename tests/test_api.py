@@ -323,13 +323,16 @@ def test_lifespan_opens_the_index_once_and_closes_it(
         return opened[-1][2]
 
     monkeypatch.setattr(app_module.Searcher, "open", fake_open)
-    settings = Settings(index=seed_index, answer_threshold=0.5)
+    settings = Settings(index=seed_index, answer_threshold=0.5, ann_min_passages=7)
     with TestClient(create_app(settings)) as fresh:
         assert fresh.get("/healthz").json()["status"] == "ok"
         assert fresh.get("/api/documents").status_code == 200
         assert len(opened) == 1
     [(index_dir, options, borrowed)] = opened
-    assert (index_dir, options) == (seed_index, {"embedder": None, "answer_threshold": 0.5})
+    assert (index_dir, options) == (
+        seed_index,
+        {"embedder": None, "answer_threshold": 0.5, "ann_min_passages": 7},
+    )
     assert borrowed.closed
 
 
