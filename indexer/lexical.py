@@ -59,6 +59,10 @@ class LexicalMatches:
         """The highest score, or 0.0 when no row matches."""
         return float(self.scores.max()) if len(self.scores) else 0.0
 
+    def only(self, keep: np.ndarray) -> LexicalMatches:
+        """The matches where `keep` (a mask over `rows`) is true."""
+        return LexicalMatches(self.rows[keep], self.scores[keep])
+
 
 class LexicalIndex:
     """BM25 over rows of terms: the best rows for a question, or the scores of given rows."""

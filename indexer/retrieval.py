@@ -9,6 +9,7 @@ vectors on indexes too small to get an ANN structure).
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,7 +31,7 @@ from indexer.models import (
 from indexer.search.answering import AnswerStage
 from indexer.search.candidates import CANDIDATES, CandidateStage
 from indexer.search.fusion import FusionStage, FusionWeights
-from indexer.search.types import MODES, Candidates, Fused, Mode, Query
+from indexer.search.types import MODES, Candidates, Fused, Mode, Query, RowRanges, Scope
 from indexer.settings import Settings
 from indexer.store import (
     LEXICAL,
@@ -50,17 +51,23 @@ __all__ = [
     "ANSWER_THRESHOLDS",
     "CANDIDATES",
     "MAX_K",
+    "MAX_OFFSET",
     "MAX_QUERY_CHARS",
     "MODES",
     "FusionWeights",
     "Mode",
     "RankedPassage",
+    "Scope",
     "Searcher",
     "validate_query",
 ]
 
 MAX_QUERY_CHARS = 1000
 MAX_K = 50
+# How far paging reaches: passages past this many are not ranked for a question.
+MAX_OFFSET = 450
+# Scopes (filters) whose rows are remembered per searcher.
+SCOPE_CACHE = 256
 # Lowest question-sentence cosine that counts as an answer, by how sentence vectors were
 # made: below both, off-topic questions (at most 0.26 on the seeds); above, 99% of SQuAD's.
 # In-context vectors sit about 0.05 lower for the same sentences (eval/reports/README.md).
@@ -74,6 +81,13 @@ class RankedPassage:
     row: int
     doc_id: str
     score: float
+
+
+def validate_offset(offset: int) -> int:
+    """The offset, or InvalidQuery when it is not a whole number from 0 to MAX_OFFSET."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+        raise InvalidQuery(f"offset must be a whole number from 0 to {MAX_OFFSET}")
+    return offset
 
 
 def validate_query(query: str, k: int) -> str:
@@ -143,6 +157,8 @@ class Searcher:
             else None
         )
         self._store = MetadataStore.open(generation)
+        self._scopes: dict[Scope, RowRanges] = {}
+        self._scope_lock = threading.Lock()
         try:
             self._open_structures(generation, ann, candidates_per_signal)
         except BaseException:
@@ -220,22 +236,48 @@ class Searcher:
 
     # -- questions ---------------------------------------------------------------------------
 
-    def ask(self, query: str, k: int = 5, mode: Mode = "hybrid") -> AskResult:
-        """The passages that best answer `query`, and the answering sentence if good enough."""
-        return self._run(query, k, mode, want_answer=True)
+    def ask(
+        self,
+        query: str,
+        k: int = 5,
+        mode: Mode = "hybrid",
+        *,
+        scope: Scope | None = None,
+        offset: int = 0,
+    ) -> AskResult:
+        """The passages that best answer `query`, and the answering sentence if good enough.
 
-    def search(self, query: str, k: int = 5, mode: Mode = "hybrid") -> AskResult:
+        `scope` narrows the search to a document, a folder or a format before ranking;
+        `offset` skips that many passages (the next page; only the first page has an answer).
+        """
+        return self._run(query, k, mode, want_answer=True, scope=scope, offset=offset)
+
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        mode: Mode = "hybrid",
+        *,
+        scope: Scope | None = None,
+        offset: int = 0,
+    ) -> AskResult:
         """The passages alone (no answer is chosen)."""
-        return self._run(query, k, mode, want_answer=False)
+        return self._run(query, k, mode, want_answer=False, scope=scope, offset=offset)
 
-    def rank(self, query: str, mode: Mode = "hybrid", depth: int = 100) -> list[RankedPassage]:
-        """Up to `depth` passages ranked by fused score, past the API's MAX_K (for evaluation).
-
-        Every signal contributes at least `depth` candidates.
+    def rank(
+        self,
+        query: str,
+        mode: Mode = "hybrid",
+        depth: int = 100,
+        *,
+        scope: Scope | None = None,
+    ) -> list[RankedPassage]:
+        """Up to `depth` passages ranked by fused score, past the API's MAX_K (for evaluation
+        and the results page's facets). Every signal contributes at least `depth` candidates.
         """
         if depth < 1:
             raise InvalidQuery("depth must be at least 1")
-        prepared = self._query(validate_query(query, 1), mode)
+        prepared = self._query(validate_query(query, 1), mode, self._allowed(scope))
         if prepared is None:
             return []
         _, fused = self._fuse(prepared, max(self._candidates.per_signal, depth))
@@ -247,28 +289,60 @@ class Searcher:
             for row, doc_id, position in zip(rows, doc_ids, top, strict=True)
         ]
 
-    def _run(self, query: str, k: int, mode: Mode, want_answer: bool) -> AskResult:
+    def _run(
+        self,
+        query: str,
+        k: int,
+        mode: Mode,
+        *,
+        want_answer: bool,
+        scope: Scope | None,
+        offset: int,
+    ) -> AskResult:
         started = time.perf_counter()
-        prepared = self._query(validate_query(query, k), mode)
+        question = validate_query(query, k)
+        validate_offset(offset)
+        prepared = self._query(question, mode, self._allowed(scope))
+        first_page = want_answer and offset == 0
         if prepared is None:
-            reason = NO_ANSWER_MESSAGE if want_answer else None
-            return AskResult(query.strip(), None, reason, [], _ms(started))
-        candidates, fused = self._fuse(prepared, self._candidates.per_signal)
+            reason = NO_ANSWER_MESSAGE if first_page else None
+            return AskResult(question, None, reason, [], _ms(started))
+        per_signal = max(self._candidates.per_signal, offset + k)
+        candidates, fused = self._fuse(prepared, per_signal)
         fused, author_first = self._author_note_first(prepared, candidates, fused)
         hits, answer = self._answer.run(
-            prepared, fused, k, want_answer=want_answer, prefer_first=author_first
+            prepared, fused, k, want_answer=want_answer, prefer_first=author_first, offset=offset
         )
-        reason = NO_ANSWER_MESSAGE if want_answer and answer is None else None
+        reason = NO_ANSWER_MESSAGE if first_page and answer is None else None
         return AskResult(prepared.text, answer, reason, hits, _ms(started))
 
-    def _query(self, question: str, mode: Mode) -> Query | None:
-        """The question analysed for the stages, or None when the index holds no passage."""
+    def _query(self, question: str, mode: Mode, allowed: RowRanges | None) -> Query | None:
+        """The question analysed for the stages, or None when no passage is in scope."""
         if mode not in MODES:
             raise InvalidQuery(f"mode must be one of {', '.join(MODES)}")
-        if self._passages == 0:
+        if self._passages == 0 or (allowed is not None and allowed.count == 0):
             return None
         terms = list(dict.fromkeys(lexical_terms(question)))
-        return Query(question, mode, terms, self.embedder.embed_query(question))
+        return Query(question, mode, terms, self.embedder.embed_query(question), allowed)
+
+    def _allowed(self, scope: Scope | None) -> RowRanges | None:
+        """The passage rows a scope allows (None: every row), remembered per scope."""
+        if not scope:
+            return None
+        with self._scope_lock:
+            cached = self._scopes.get(scope)
+        if cached is not None:
+            return cached
+        if scope.format is not None and scope.format not in (formats := self._store.formats()):
+            raise InvalidQuery(f"format must be one of {', '.join(formats)} (in this index)")
+        allowed = RowRanges(self._store.scope_ranges(scope.doc, scope.folder_prefix, scope.format))
+        if scope.doc is not None and allowed.count == 0 and scope == Scope(doc=scope.doc):
+            raise DocumentNotFound(f"no document {scope.doc!r} in the index")
+        with self._scope_lock:
+            if len(self._scopes) >= SCOPE_CACHE:
+                self._scopes.clear()
+            self._scopes[scope] = allowed
+        return allowed
 
     def _fuse(self, query: Query, per_signal: int) -> tuple[Candidates, Fused]:
         candidates = self._candidates.run(query, per_signal)

@@ -423,6 +423,34 @@ class MetadataStore:
             )
         return [found[row] for row in wanted]
 
+    def scope_ranges(
+        self, doc: str | None, folder_prefix: str | None, fmt: str | None
+    ) -> np.ndarray:
+        """The passage rows of the documents matching every given condition, as sorted
+        [start, end) ranges with neighbouring documents merged (documents are contiguous)."""
+        with self._reading():
+            found = self._db.execute(
+                "SELECT MIN(p.id), MAX(p.id) + 1 FROM passages p JOIN documents d USING (doc_id) "
+                "WHERE (?1 IS NULL OR d.doc_id = ?1) "
+                "AND (?2 IS NULL OR substr(d.doc_id, 1, length(?2)) = ?2) "
+                "AND (?3 IS NULL OR d.format = ?3) "
+                "GROUP BY p.doc_id ORDER BY 1",
+                (doc, folder_prefix, fmt),
+            ).fetchall()
+        merged: list[list[int]] = []
+        for start, end in found:
+            if merged and merged[-1][1] == start:
+                merged[-1][1] = end
+            else:
+                merged.append([start, end])
+        return np.array(merged, dtype=np.int64).reshape(-1, 2)
+
+    def formats(self) -> list[str]:
+        """The formats of the indexed documents, sorted."""
+        with self._reading():
+            rows = self._db.execute("SELECT DISTINCT format FROM documents ORDER BY 1")
+            return [row[0] for row in rows]
+
     def documents(self) -> list[DocumentInfo]:
         with self._reading():
             rows = self._db.execute(

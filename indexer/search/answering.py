@@ -22,24 +22,33 @@ class AnswerStage:
         self.answer_threshold = answer_threshold
 
     def run(
-        self, query: Query, fused: Fused, k: int, *, want_answer: bool, prefer_first: bool
+        self,
+        query: Query,
+        fused: Fused,
+        k: int,
+        *,
+        want_answer: bool,
+        prefer_first: bool,
+        offset: int = 0,
     ) -> tuple[list[Hit], Answer | None]:
-        """The `k` best hits, and the answer when wanted (None when nothing answers)."""
-        top = fused.order()[:k]
+        """The `k` best hits after skipping `offset`, and the answer when wanted (None when
+        nothing answers; an answer belongs to the first page only)."""
+        top = fused.order()[offset : offset + k]
         passages = self.store.passages(fused.rows[top])
         answer_type = expected_answer_type(query.text)
         hits = []
         relevant = False
-        for rank, (position, passage) in enumerate(zip(top, passages, strict=True), start=1):
+        ranked = enumerate(zip(top, passages, strict=True), start=offset + 1)
+        for rank, (position, passage) in ranked:
             passage_score = float(fused.scores[position])
             first = int(fused.sentence_start[position])
             best, best_score = None, float("-inf")
-            for offset, sentence in enumerate(passage.sentences):
-                dense = float(fused.sentence_dense[first + offset])
+            for at, sentence in enumerate(passage.sentences, start=first):
+                dense = float(fused.sentence_dense[at])
                 relevant = relevant or dense >= self.answer_threshold
                 score = sentence_score(
                     dense,
-                    float(fused.sentence_lexical[first + offset]),
+                    float(fused.sentence_lexical[at]),
                     passage_score,
                     answer_type is not None
                     and has_new_answer_of_type(answer_type, sentence.text, query.text),
@@ -50,7 +59,7 @@ class AnswerStage:
         if not relevant:
             # Nothing is close enough to the question: no sentence is offered as an answer.
             hits = [replace(hit, best_sentence=None) for hit in hits]
-        answer = choose_answer(hits, prefer_first) if want_answer else None
+        answer = choose_answer(hits, prefer_first) if want_answer and offset == 0 else None
         return hits, answer
 
 

@@ -8,12 +8,16 @@ from dataclasses import replace
 import numpy as np
 
 from indexer.lexical import LexicalIndex, LexicalMatches
-from indexer.ranking import RowScores, top_k
+from indexer.ranking import RowScores, best_of, top_k
 from indexer.search.types import Candidates, Query
-from indexer.vectors import VectorIndex
+from indexer.vectors import SCAN_CHUNK, VectorIndex
 
 # Passages whose sentences are compared with the question, per signal.
 CANDIDATES = 200
+# A scope (one document, a folder, a format) this small is scanned exactly; a larger one
+# filters a search widened SCOPE_OVERSAMPLE times per round until enough rows are in scope.
+EXACT_IN_SCOPE = 50_000
+SCOPE_OVERSAMPLE = 4
 
 
 class CandidateStage:
@@ -48,7 +52,11 @@ class CandidateStage:
         n = per_signal or self.per_signal
         passage_matches = self.lexical.match(query.terms)
         sentence_matches = self.sentence_lexical.match(query.terms)
-        dense = self.passage_vectors.search(query.vector, n)
+        if query.allowed is not None:
+            passage_matches = passage_matches.only(query.allowed.contains(passage_matches.rows))
+            holding_rows = self._passages_of(sentence_matches.rows)
+            sentence_matches = sentence_matches.only(query.allowed.contains(holding_rows))
+        dense = self._dense_top(query, n)
         lexical = passage_matches.top(n)
         sentences = sentence_matches.top(n)
         pool_rows = np.union1d(dense.rows, lexical.rows)
@@ -57,11 +65,44 @@ class CandidateStage:
         kept = _subset(pool, keep)
         if query.mode == "dense" or len(sentences) == 0:
             return kept
-        holding = np.searchsorted(self.sentence_offsets, sentences.rows, side="right") - 1
-        extra = np.setdiff1d(holding.astype(np.int64), kept.rows)
+        extra = np.setdiff1d(self._passages_of(sentences.rows), kept.rows)
         if len(extra) == 0:
             return kept
         return _union(kept, self.with_rows(query, extra, passage_matches, sentence_matches))
+
+    def _passages_of(self, sentence_rows: np.ndarray) -> np.ndarray:
+        """The passage row holding each sentence row."""
+        holding = np.searchsorted(self.sentence_offsets, sentence_rows, side="right") - 1
+        return holding.astype(np.int64)
+
+    def _dense_top(self, query: Query, n: int) -> RowScores:
+        """The `n` passages in scope closest to the question.
+
+        A scope of up to EXACT_IN_SCOPE passages is scored exactly, so that a question about
+        one document or folder costs less than one about everything; a larger scope filters
+        an ever wider search until it holds `n` passages in scope.
+        """
+        allowed = query.allowed
+        if allowed is None:
+            return self.passage_vectors.search(query.vector, n)
+        if allowed.count <= EXACT_IN_SCOPE:
+            rows = allowed.rows()
+            best = [
+                best_of(chunk, self.passage_vectors.score(query.vector, chunk), n)
+                for chunk in np.split(rows, range(SCAN_CHUNK, len(rows), SCAN_CHUNK))
+            ]
+            return best_of(
+                np.concatenate([part.rows for part in best]),
+                np.concatenate([part.scores for part in best]),
+                n,
+            )
+        wanted, total = n, len(self.passage_vectors)
+        while True:
+            wanted = min(wanted * SCOPE_OVERSAMPLE, total)
+            found = self.passage_vectors.search(query.vector, wanted)
+            inside = allowed.contains(found.rows)
+            if inside.sum() >= n or wanted >= total:
+                return RowScores(found.rows[inside][:n], found.scores[inside][:n])
 
     def with_rows(
         self,

@@ -1,0 +1,127 @@
+"""Filters (a document, a folder, a format) narrow the candidates before ranking; paging."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.build import build_index
+from indexer.embedding import Embedder
+from indexer.errors import DocumentNotFound, InvalidQuery
+from indexer.retrieval import MAX_OFFSET, Scope, Searcher
+from indexer.search.types import RowRanges
+from indexer.settings import Settings
+
+QUESTION = "Where do the lighthouse keepers live?"
+FILES = {
+    "coast.md": "# Coast\n\nThe lighthouse keepers live in the stone cottage by the tower.\n",
+    "sub/harbour.txt": "The harbour master watches the lighthouse from the quay.\n",
+    "sub/deeper/mill.txt": "The miller lives beside the windmill, far from any lighthouse.\n",
+    "subway.txt": "The subway runs under the city; no lighthouse keeper rides it.\n",
+    "notes.html": "<html><body><p>Lighthouse keepers kept a logbook of every storm.</p>"
+    "<p>The keepers lived in the cottage for forty years.</p></body></html>",
+}
+
+
+@pytest.fixture(scope="module")
+def corpus_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
+    folder = tmp_path_factory.mktemp("filters-docs")
+    for name, text in FILES.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+    index_dir = tmp_path_factory.mktemp("filters-index") / "idx"
+    # with an ANN structure, so that both paths can be searched
+    build_index(folder, Settings(index=index_dir, ann_min_passages=0), embedder=embedder)
+    return index_dir
+
+
+@pytest.fixture(scope="module", params=["exact", "ann"])
+def searcher(
+    request: pytest.FixtureRequest, corpus_index: Path, embedder: Embedder
+) -> Iterator[Searcher]:
+    """The same index searched exactly and through the ANN structure."""
+    minimum = 0 if request.param == "ann" else 10**9
+    opened = Searcher.open(corpus_index, embedder, ann_min_passages=minimum)
+    assert opened.uses_ann == (request.param == "ann")
+    yield opened
+    opened.close()
+
+
+def _docs(searcher: Searcher, **scope: str) -> list[str]:
+    result = searcher.search(QUESTION, 10, scope=Scope(**scope))
+    return [hit.passage.doc_id for hit in result.hits]
+
+
+def test_a_document_filter_searches_that_document_only(searcher: Searcher) -> None:
+    assert set(_docs(searcher, doc="notes.html")) == {"notes.html"}
+    with pytest.raises(DocumentNotFound):
+        searcher.ask(QUESTION, scope=Scope(doc="no-such.txt"))
+
+
+def test_a_folder_filter_takes_the_folder_and_its_subfolders_only(searcher: Searcher) -> None:
+    expected = {"sub/harbour.txt", "sub/deeper/mill.txt"}
+    assert set(_docs(searcher, folder="sub")) == expected
+    assert set(_docs(searcher, folder="sub/")) == expected  # 'subway.txt' is not in 'sub'
+    assert set(_docs(searcher, folder="sub/deeper")) == {"sub/deeper/mill.txt"}
+    assert _docs(searcher, folder="su") == []
+
+
+def test_a_format_filter_and_filters_together(searcher: Searcher) -> None:
+    assert set(_docs(searcher, format="text")) == {
+        "sub/harbour.txt",
+        "sub/deeper/mill.txt",
+        "subway.txt",
+    }
+    assert set(_docs(searcher, format="text", folder="sub/deeper")) == {"sub/deeper/mill.txt"}
+    with pytest.raises(InvalidQuery, match="format must be one of html, markdown, text"):
+        searcher.ask(QUESTION, scope=Scope(format="pdf"))
+
+
+def test_a_filtered_question_is_answered_from_the_scope(searcher: Searcher) -> None:
+    everywhere = searcher.ask(QUESTION)
+    assert everywhere.answer is not None and everywhere.answer.doc_id == "coast.md"
+    in_notes = searcher.ask(QUESTION, scope=Scope(doc="notes.html"))
+    assert in_notes.answer is not None and in_notes.answer.doc_id == "notes.html"
+
+
+def test_the_scope_narrows_candidates_before_ranking(
+    corpus_index: Path, embedder: Embedder
+) -> None:
+    # With one candidate per signal, the unfiltered candidates hold no passage of the
+    # windmill's folder; a filter applied after ranking would find nothing there.
+    narrow = Searcher(corpus_index, embedder, candidates_per_signal=1)
+    try:
+        unfiltered = narrow.search(QUESTION, 1)
+        assert unfiltered.hits[0].passage.doc_id != "sub/deeper/mill.txt"
+        scoped = narrow.search(QUESTION, 1, scope=Scope(folder="sub/deeper"))
+        assert [hit.passage.doc_id for hit in scoped.hits] == ["sub/deeper/mill.txt"]
+    finally:
+        narrow.close()
+
+
+def test_pages_continue_the_ranking_and_only_the_first_has_the_answer(
+    searcher: Searcher,
+) -> None:
+    first_four = searcher.ask(QUESTION, 4)
+    second_page = searcher.ask(QUESTION, 2, offset=2)
+    assert [(h.rank, h.passage) for h in second_page.hits] == [
+        (h.rank, h.passage) for h in first_four.hits[2:]
+    ]
+    assert (second_page.answer, second_page.no_answer_reason) == (None, None)
+    past_the_end = searcher.ask(QUESTION, 5, offset=40)
+    assert past_the_end.hits == []
+    for offset in (-1, MAX_OFFSET + 1):
+        with pytest.raises(InvalidQuery, match="offset must be a whole number"):
+            searcher.ask(QUESTION, offset=offset)
+
+
+def test_row_ranges_contain_their_rows_only() -> None:
+    ranges = RowRanges(np.array([[2, 4], [7, 8]], dtype=np.int64))
+    assert ranges.count == 3
+    assert ranges.rows().tolist() == [2, 3, 7]
+    assert ranges.contains(np.arange(10)).tolist() == [
+        False, False, True, True, False, False, False, True, False, False,
+    ]  # fmt: skip
