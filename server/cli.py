@@ -18,7 +18,7 @@ from rich.table import Table
 from indexer.embedding import BACKENDS
 from indexer.errors import ParaciteError
 from indexer.models import AskResult, IndexReport
-from indexer.retrieval import MAX_K, MODES, Searcher
+from indexer.retrieval import MAX_K, MAX_OFFSET, MODES, Mode, Scope, Searcher
 from indexer.settings import SentenceVectors, Settings
 
 if TYPE_CHECKING:
@@ -78,6 +78,18 @@ def question_options(command: Callable[..., None]) -> Callable[..., None]:
                 "-k", default=5, show_default=True, type=click.IntRange(1, MAX_K), help="Passages."
             ),
             click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True),
+            click.option("--doc", help="Search this document only (a doc id)."),
+            click.option("--folder", help="Search this folder only, subfolders included."),
+            click.option(
+                "--format", "fmt", help="Search this format only (text, markdown, html, pdf, docx)."
+            ),
+            click.option(
+                "--offset",
+                default=0,
+                show_default=True,
+                type=click.IntRange(0, MAX_OFFSET),
+                help="Passages to skip (the next page).",
+            ),
             click.option("--json", "as_json", is_flag=True, help="Print JSON."),
             index_option,
         ]
@@ -167,18 +179,25 @@ def _clock() -> str:
 
 @main.command()
 @question_options
-def ask(question: str, k: int, mode: str, as_json: bool, index_dir: Path | None) -> None:
+def ask(question: str, as_json: bool, index_dir: Path | None, **options: Any) -> None:
     """Answer QUESTION with the best sentence and the passages it comes from."""
-    result = _open(index_dir).ask(question, k, mode)  # type: ignore[arg-type]
+    result = _open(index_dir).ask(question, **_question(**options))
     _print_result(result, as_json, with_answer=True)
 
 
 @main.command()
 @question_options
-def search(question: str, k: int, mode: str, as_json: bool, index_dir: Path | None) -> None:
+def search(question: str, as_json: bool, index_dir: Path | None, **options: Any) -> None:
     """List the passages that best match QUESTION."""
-    result = _open(index_dir).search(question, k, mode)  # type: ignore[arg-type]
+    result = _open(index_dir).search(question, **_question(**options))
     _print_result(result, as_json, with_answer=False)
+
+
+def _question(
+    k: int, mode: Mode, doc: str | None, folder: str | None, fmt: str | None, offset: int
+) -> dict[str, Any]:
+    """The search options of `ask` and `search`, as Searcher takes them."""
+    return {"k": k, "mode": mode, "scope": Scope(doc, folder, fmt), "offset": offset}
 
 
 @main.command()

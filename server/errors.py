@@ -25,7 +25,7 @@ from indexer.errors import (
     ModelUnavailable,
     ParaciteError,
 )
-from indexer.retrieval import MAX_K, MAX_QUERY_CHARS, MODES
+from indexer.retrieval import MAX_K, MAX_OFFSET, MAX_QUERY_CHARS, MODES
 from server.deps import get_templates
 
 log = logging.getLogger("uvicorn.error")
@@ -127,6 +127,7 @@ FIELD_RULES = {
     "q": f"the question q must be text of 1 to {MAX_QUERY_CHARS} characters",
     "k": f"k must be a whole number from 1 to {MAX_K}",
     "mode": f"mode must be one of {', '.join(MODES)}",
+    "offset": f"offset must be a whole number from 0 to {MAX_OFFSET}",
 }
 
 

@@ -13,13 +13,18 @@ from fastapi.templating import Jinja2Templates
 
 from indexer.errors import ParaciteError
 from indexer.retrieval import Mode, Searcher
+from server.api import ScopeDep
 from server.deps import get_searcher, get_templates
 from server.views import (
+    FACET_DEPTH,
     IndexSummary,
+    ResultLinks,
     document_blocks,
     example_queries,
+    facets,
     index_summary,
     parse_span,
+    scope_params,
     shown_metadata,
 )
 
@@ -36,11 +41,14 @@ def home(
     request: Request,
     searcher: SearcherDep,
     templates: TemplatesDep,
+    scope: ScopeDep,
     q: str | None = None,
     k: int = 5,
     mode: Mode = "hybrid",
+    offset: int = 0,
 ) -> Any:
-    """The search box and the collection; with `?q=` the answer and its cited passages."""
+    """The search box and the collection; with `?q=` the answer and its cited passages,
+    narrowed by `doc`, `folder` or `format`, a page further on with `offset`."""
     if not q:
         context = {
             "documents": searcher.documents(),
@@ -48,12 +56,22 @@ def home(
             "json_url": "/api/documents",
         }
         return templates.TemplateResponse(request, "home.html", context)
-    result = searcher.ask(q, k, mode)
+    result = searcher.ask(q, k, mode, scope=scope, offset=offset)
+    asked: dict[str, str | int] = {
+        "q": result.query,
+        "k": k,
+        "mode": mode,
+        "offset": offset,
+        **scope_params(scope),
+    }
     context = {
         "result": result,
         "summary": summary(request, searcher),
         "query": result.query,
-        "json_url": "/api/ask?" + urlencode({"q": result.query, "k": k, "mode": mode}),
+        "scope": scope_params(scope),
+        "facets": facets(searcher.rank(result.query, mode, FACET_DEPTH, scope=scope)),
+        "links": ResultLinks.of(asked, len(result.hits)),
+        "json_url": "/api/ask?" + urlencode(asked),
     }
     return templates.TemplateResponse(request, "results.html", context)
 

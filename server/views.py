@@ -10,9 +10,10 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from indexer.models import DocumentBlock, DocumentView, Hit, IndexStats
+from indexer.retrieval import MAX_OFFSET, RankedPassage, Scope
 
 # How far past the previous match a character of clean text may sit in the source text:
 # long enough to step over a Markdown link target, short enough to stay in the paragraph.
@@ -192,3 +193,81 @@ def age(timestamp: str, now: datetime) -> str:
             count = int(seconds // size)
             return f"{count} {unit}{'s' if count != 1 else ''} ago"
     return timestamp
+
+
+# Passages looked at for the facets of a results page.
+FACET_DEPTH = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Facet:
+    """A document or folder among a question's best passages, and how many it holds."""
+
+    value: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Facets:
+    documents: list[Facet]
+    folders: list[Facet]
+
+
+def facets(ranked: list[RankedPassage]) -> Facets:
+    """The documents and folders of the best passages, most passages first."""
+    documents: dict[str, int] = {}
+    folders: dict[str, int] = {}
+    for passage in ranked:
+        documents[passage.doc_id] = documents.get(passage.doc_id, 0) + 1
+        folder, slash, _ = passage.doc_id.rpartition("/")
+        if slash:
+            folders[folder] = folders.get(folder, 0) + 1
+
+    def ordered(counts: dict[str, int]) -> list[Facet]:
+        return [Facet(value, count) for value, count in sorted(counts.items(), key=_by_count)]
+
+    return Facets(ordered(documents), ordered(folders))
+
+
+def _by_count(item: tuple[str, int]) -> tuple[int, str]:
+    return -item[1], item[0]
+
+
+def scope_params(scope: Scope) -> dict[str, str]:
+    """The filters of a question as query parameters (only those set)."""
+    given = {"doc": scope.doc, "folder": scope.folder, "format": scope.format}
+    return {name: value for name, value in given.items() if value}
+
+
+@dataclass(frozen=True, slots=True)
+class ResultLinks:
+    """Links of a results page: the pages before and after, and the question with one more
+    filter or one less."""
+
+    asked: dict[str, str | int]
+    previous: str | None
+    next: str | None
+
+    @classmethod
+    def of(cls, asked: dict[str, str | int], shown: int) -> ResultLinks:
+        k, offset = int(asked["k"]), int(asked["offset"])
+        previous = cls._with(asked, offset=max(offset - k, 0)) if offset > 0 else None
+        further = offset + k
+        more = shown == k and further <= MAX_OFFSET
+        return cls(asked, previous, cls._with(asked, offset=further) if more else None)
+
+    def narrowed(self, name: str, value: str) -> str:
+        """The question within one more filter, from its first page."""
+        return self._with(self.asked, offset=0, **{name: value})
+
+    def widened(self, name: str) -> str:
+        """The question without one filter, from its first page."""
+        kept = {key: value for key, value in self.asked.items() if key != name}
+        return self._with(kept, offset=0)
+
+    @staticmethod
+    def _with(asked: dict[str, str | int], **changes: str | int) -> str:
+        merged = {**asked, **changes}
+        if merged.get("offset") == 0:
+            merged.pop("offset")
+        return "/?" + urlencode(merged)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from indexer.build import build_index
 from indexer.embedding import Embedder
@@ -14,6 +18,7 @@ from indexer.errors import DocumentNotFound, InvalidQuery
 from indexer.retrieval import MAX_OFFSET, Scope, Searcher
 from indexer.search.types import RowRanges
 from indexer.settings import Settings
+from server.app import create_app
 
 QUESTION = "Where do the lighthouse keepers live?"
 FILES = {
@@ -125,3 +130,76 @@ def test_row_ranges_contain_their_rows_only() -> None:
     assert ranges.contains(np.arange(10)).tolist() == [
         False, False, True, True, False, False, False, True, False, False,
     ]  # fmt: skip
+
+
+# -- through the API, the CLI and the pages ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(corpus_index: Path, embedder: Embedder) -> Iterator[TestClient]:
+    opened = Searcher.open(corpus_index, embedder)
+    with TestClient(create_app(Settings(index=corpus_index), opened)) as test_client:
+        yield test_client
+    opened.close()
+
+
+def _passage_docs(body: dict) -> list[str]:
+    return [passage["doc_id"] for passage in body["passages"]]
+
+
+def test_the_api_filters_by_get_and_post(client: TestClient) -> None:
+    folder = client.get("/api/ask", params={"q": QUESTION, "folder": "sub", "k": 10}).json()
+    assert set(_passage_docs(folder)) == {"sub/harbour.txt", "sub/deeper/mill.txt"}
+    posted = client.post("/api/ask", json={"q": QUESTION, "doc": "notes.html", "k": 10}).json()
+    assert set(_passage_docs(posted)) == {"notes.html"}
+    assert posted["answer"]["doc_id"] == "notes.html"
+    formatted = client.get("/api/search", params={"q": QUESTION, "format": "html"}).json()
+    assert set(_passage_docs(formatted)) == {"notes.html"}
+
+
+def test_the_api_pages_through_the_ranking(client: TestClient) -> None:
+    four = client.get("/api/search", params={"q": QUESTION, "k": 4}).json()["passages"]
+    page = client.get("/api/search", params={"q": QUESTION, "k": 2, "offset": 2}).json()
+    assert [(p["rank"], p["doc_id"], p["paragraph"]) for p in page["passages"]] == [
+        (p["rank"], p["doc_id"], p["paragraph"]) for p in four[2:]
+    ]
+
+
+def test_bad_filters_and_offsets_are_said_plainly(client: TestClient) -> None:
+    cases = {
+        (("offset", "two"),): (422, "offset must be a whole number from 0 to 450"),
+        (("offset", "-1"),): (422, "offset must be a whole number from 0 to 450"),
+        (("format", "pdf"),): (422, "format must be one of html, markdown, text (in this index)"),
+        (("doc", "missing.txt"),): (404, "no document 'missing.txt' in the index"),
+    }
+    for params, (status, message) in cases.items():
+        response = client.get("/api/ask", params={"q": QUESTION, **dict(params)})
+        assert (response.status_code, response.json()["error"]["message"]) == (status, message)
+
+
+def test_the_cli_takes_the_same_filters(corpus_index: Path) -> None:
+    printed = subprocess.run(
+        [sys.executable, "-m", "server.cli", "search", QUESTION, "--folder", "sub", "-k", "10",
+         "--json", "--index", str(corpus_index)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert set(_passage_docs(json.loads(printed.stdout))) == {
+        "sub/harbour.txt",
+        "sub/deeper/mill.txt",
+    }
+
+
+def test_results_pages_show_filters_facets_and_the_next_page(client: TestClient) -> None:
+    everything = client.get("/", params={"q": QUESTION, "k": 2}).text
+    assert 'href="/?q=Where+do+the+lighthouse+keepers+live%3F&amp;k=2&amp;mode=hybrid' in everything
+    assert "folder=sub" in everything and "doc=notes.html" in everything  # facets link there
+    assert 'rel="next"' in everything and "offset=2" in everything
+
+    narrowed = client.get("/", params={"q": QUESTION, "folder": "sub"}).text
+    assert "Searching only" in narrowed and "<strong>sub</strong>" in narrowed
+    assert '<input type="hidden" name="folder" value="sub">' in narrowed  # kept when asking again
+    assert "coast.md" not in narrowed
+
+    second = client.get("/", params={"q": QUESTION, "k": 2, "offset": 2}).text
+    assert "More passages" in second and 'rel="prev"' in second
+    assert 'class="answer"' not in second  # the answer is on the first page
