@@ -2,7 +2,8 @@
 
 Weights were chosen by measuring answer-sentence accuracy on SQuAD v1.1 dev part A
 (see eval/reports/); the answer-type bonus is the classic QA rule that a "who" question
-wants a name, "when" a date and "how many" a number the question does not already contain.
+wants a name, "when" a date, "how many" a number and "how much did it cost" an amount of
+money that the question does not already contain.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-AnswerType = Literal["number", "date", "person"]
+AnswerType = Literal["money", "number", "date", "person"]
 
 DENSE_WEIGHT = 0.6
 LEXICAL_WEIGHT = 0.2
@@ -22,21 +23,45 @@ _NUMBER_WORDS = (
     "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
     "hundred|thousand|million|billion|dozen"
 )
+_CURRENCY_WORDS = (
+    "euros?|dollars?|pounds?|yen|yuan|renminbi|francs?|marks?|pence|cents?|rupees?|roubles?|"
+    "rubles?|pesos?|kroner|krona|USD|EUR|GBP|CHF|JPY"
+)
+_SCALE = r"(?:\s?(?:million|billion|thousand|trillion|bn|m|k)\b)?"
+# Capitalised word, accents included ("Josée", "Lefèvre", "Saint-Mathieu").
+_NAME_WORD = r"[A-ZÀ-ÖØ-ÞĀ-Ž][a-zß-öø-ÿā-ž]+(?:-[A-ZÀ-ÖØ-Þa-zß-öø-ÿ][a-zß-öø-ÿā-ž]+)*"
 _PATTERNS: dict[AnswerType, re.Pattern[str]] = {
+    "money": re.compile(
+        rf"[$€£¥₹]\s?\d[\d,.]*{_SCALE}|\b\d[\d,.]*{_SCALE}\s?(?:{_CURRENCY_WORDS})\b",
+        re.IGNORECASE,
+    ),
     "number": re.compile(rf"\b\d[\d,.]*\b|\b(?:{_NUMBER_WORDS})\b", re.IGNORECASE),
     "date": re.compile(
         rf"\b(?:1[0-9]{{3}}|20[0-9]{{2}})s?\b|\b(?:{_MONTHS})\b|\b\d+(?:st|nd|rd|th)? century\b",
         re.IGNORECASE,
     ),
     # Two or more capitalised words not at the start of the sentence: a likely proper name.
-    "person": re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+(?:[A-Z]\.\s*)?[A-Z][a-z]+)+"),
+    "person": re.compile(
+        rf"(?<![.!?]\s)(?<!^)(?<!\w){_NAME_WORD}(?:\s+(?:[A-Z]\.\s*)?{_NAME_WORD})+"
+    ),
 }
 _WORD = re.compile(r"\w+")
+
+
+# "How much did it cost?", "What was the price of ...?": an amount of money.
+_MONEY_QUESTION = re.compile(
+    r"\bhow much\b.*\b(cost|costs|costed|pay|paid|pays|spend|spent|spends|price|priced|worth|"
+    r"charge|charged|charges|earn|earned|earns|budget|fee|fees|fund|funded|raise|raised|money|"
+    r"salary|sell|sold|buy|bought)\b|^(what|which) (was|is|were|are)? ?(the )?(price|cost|fee|"
+    r"budget|salary|fine|bill)\b"
+)
 
 
 def expected_answer_type(question: str) -> AnswerType | None:
     """The kind of answer a question asks for, when its wording says so."""
     q = question.lower().strip()
+    if _MONEY_QUESTION.search(q):
+        return "money"
     if re.search(r"\bhow (many|much)\b", q) or re.match(
         r"^(how (long|far|old|large|big|tall|high)|what (percentage|number|amount))", q
     ):
