@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import docx
 import pytest
 
 from indexer.answer import expected_answer_type, has_new_answer_of_type
@@ -33,6 +34,16 @@ def searcher(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> It
     folder = tmp_path_factory.mktemp("answer-docs")
     for name, text in DOCUMENTS.items():
         (folder / name).write_text(text, encoding="utf-8")
+    budget = docx.Document()
+    budget.add_paragraph("Household budget for the shared flat.")
+    table = budget.add_table(rows=4, cols=2)
+    for row, cells in enumerate(
+        [("Item", "Cost per month"), ("Beans", "£180"), ("Rent", "£1,450"), ("Power", "£95")]
+    ):
+        for column, text in enumerate(cells):
+            table.cell(row, column).text = text
+    budget.add_paragraph("The budget is reviewed every January.")
+    budget.save(str(folder / "budget.docx"))
     index_dir = tmp_path_factory.mktemp("answer-index") / "idx"
     build_index(folder, Settings(index=index_dir), embedder=embedder)
     opened = Searcher.open(index_dir, embedder)
@@ -45,6 +56,7 @@ def searcher(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> It
     [
         ("How much did the lantern room repair cost?", "The repair cost 41,000 euros."),
         ("Who opened the café?", "Its owner, Josée Lefèvre, opened it in 1962."),
+        ("How much do beans cost per month?", "Item: Beans, Cost per month: £180"),
     ],
 )
 def test_the_answer_is_the_sentence_holding_what_was_asked(

@@ -489,11 +489,34 @@ def test_docx_headings_title_and_tables(tmp_path: Path) -> None:
         ("paragraph", 1, "Sales rose in the third quarter."),
         ("paragraph", 1, "Returns fell."),
         ("heading", 2, "Numbers"),
-        ("paragraph", 1, "Region | Sales"),
-        ("paragraph", 1, "North | 12"),
+        ("paragraph", 1, "Region: North, Sales: 12"),
         ("paragraph", 1, "That is all."),
     ]
     assert "\n\n".join(block.text for block in document.blocks) == document.source
+
+
+def test_docx_table_rows_read_as_labels_and_values_or_cells(tmp_path: Path) -> None:
+    word = docx.Document()
+    budget = word.add_table(rows=3, cols=2)
+    for (row, column), text in {
+        (0, 0): "Item", (0, 1): "Cost per month",
+        (1, 0): "Beans", (1, 1): "£180",
+        (2, 0): "Rice", (2, 1): "£95",
+    }.items():  # fmt: skip
+        budget.cell(row, column).text = text
+    word.add_paragraph("Between the tables.")
+    unlabelled = word.add_table(rows=2, cols=2)
+    for (row, column), text in {(0, 0): "x", (0, 1): "x", (1, 0): "a", (1, 1): "b"}.items():
+        unlabelled.cell(row, column).text = text
+    word.save(str(tmp_path / "budget.docx"))
+    texts = [block.text for block in load(tmp_path / "budget.docx").blocks]
+    assert texts == [
+        "Item: Beans, Cost per month: £180",
+        "Item: Rice, Cost per month: £95",
+        "Between the tables.",
+        "x",  # a header whose labels repeat is no header: cells as they are
+        "a | b",
+    ]
 
 
 def test_docx_core_properties_title_wins(tmp_path: Path) -> None:

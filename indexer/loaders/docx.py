@@ -10,7 +10,7 @@ from typing import Any
 import docx
 from docx.document import Document as WordDocument
 from docx.styles.style import ParagraphStyle
-from docx.table import Table
+from docx.table import Table, _Cell
 from docx.text.paragraph import Paragraph
 
 from indexer.errors import UnsupportedFile
@@ -26,6 +26,7 @@ from indexer.models import Document
 ZIP_MAGIC = b"PK\x03\x04"
 HEADING_STYLE = re.compile(r"Heading ([1-9])")
 CELL_SEPARATOR = " | "
+LABEL_SEPARATOR = ", "  # not ";": the sentence splitter would cut the row
 MAX_STYLE_DEPTH = 8
 # Bounds on what a package may unpack to, checked before python-docx reads it. A Word
 # document of 2,000 pages has some 100,000 paragraphs and 2 million XML elements.
@@ -137,17 +138,31 @@ def _blocks(word: WordDocument) -> tuple[SourceBuilder, str]:
 
 
 def _table_rows(table: Table) -> list[str]:
-    """Each row's cell texts joined with " | " (a merged cell is counted once)."""
-    rows: list[str] = []
-    for row in table.rows:
-        cells: list[str] = []
-        for cell in row.cells:
-            text = collapse_whitespace(cell.text)
-            if text and (not cells or cells[-1] != text):
-                cells.append(text)
-        if cells:
-            rows.append(CELL_SEPARATOR.join(cells))
-    return rows
+    """Each row as text that reads on its own: "Item: Beans, Cost per month: £180" under a
+    header row of labels, else the cell texts joined with " | " (a merged cell counted once)."""
+    rows = [_cell_texts(row.cells) for row in table.rows]
+    rows = [cells for cells in rows if cells]
+    header = rows[0] if len(rows) > 1 else []
+    labelled = len(set(header)) == len(header) and all(
+        len(cells) == len(header) for cells in rows[1:]
+    )
+    if header and labelled:
+        return [
+            LABEL_SEPARATOR.join(
+                f"{label}: {value}" for label, value in zip(header, cells, strict=True)
+            )
+            for cells in rows[1:]
+        ]
+    return [CELL_SEPARATOR.join(cells) for cells in rows]
+
+
+def _cell_texts(cells: list[_Cell]) -> list[str]:
+    texts: list[str] = []
+    for cell in cells:
+        text = collapse_whitespace(cell.text)
+        if text and (not texts or texts[-1] != text):
+            texts.append(text)
+    return texts
 
 
 def heading_level(paragraph: Paragraph) -> int:
