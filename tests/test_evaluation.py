@@ -362,4 +362,13 @@ def test_cli_eval_on_tiny_squad(
     assert "| metric | hybrid | bm25 | dense |" in (tmp_path / "r.md").read_text()
 
     result = runner.invoke(main, ["eval", str(tmp_path / "beir-missing"), "--format", "beir"])
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # click's usage error, not a crash
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "does not exist" in result.output
+
+    not_beir = tmp_path / "not-beir"
+    not_beir.mkdir()
+    result = runner.invoke(main, ["eval", str(not_beir), "--format", "beir"])
+    assert result.exit_code == 1, result.output  # a domain error: one line, no traceback
+    assert isinstance(result.exception, SystemExit)
+    assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1

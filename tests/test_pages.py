@@ -103,7 +103,10 @@ def test_bad_k_on_a_page_is_a_422_page(client: TestClient, k: str) -> None:
     response = client.get("/", params={"q": "trust", "k": k})
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("text/html")
-    assert "k" in response.text
+    # The page says what the JSON twin says, and that message is about k.
+    message = client.get("/api/ask", params={"q": "trust", "k": k}).json()["error"]["message"]
+    assert message.startswith("k") and message != "k"
+    assert message in unescape(response.text)
 
 
 # -- document pages ----------------------------------------------------------------------------
