@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -11,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from server_helpers import ODD_DOC, SCRIPT, SEED_QUESTION, error_of
 
-from indexer.errors import IndexCorrupt, IndexNotFound
-from indexer.models import NO_ANSWER_MESSAGE
-from indexer.retrieval import MAX_K, MAX_QUERY_CHARS, Searcher
+from indexer.errors import IndexBusy, IndexCorrupt, IndexNotFound, ModelMismatch
+from indexer.models import NO_ANSWER_MESSAGE, AskResult
+from indexer.retrieval import MAX_K, MAX_QUERY_CHARS, MODES, Mode, Searcher
 from indexer.settings import Settings
 from server import app as app_module
 from server.app import create_app
@@ -92,6 +93,30 @@ def test_post_ask_gives_the_same_answer_as_get(client: TestClient) -> None:
         assert posted.json()[key] == got[key]
 
 
+def _passages_of(result: AskResult) -> list[tuple[str, int]]:
+    return [(hit.passage.doc_id, hit.passage.paragraph) for hit in result.hits]
+
+
+def _passages_in(data: dict) -> list[tuple[str, int]]:
+    return [(passage["doc_id"], passage["paragraph"]) for passage in data["passages"]]
+
+
+def test_the_modes_rank_the_seed_question_differently(searcher: Searcher) -> None:
+    rankings = [_passages_of(searcher.ask(SEED_QUESTION, 5, mode)) for mode in MODES]
+    assert len(set(map(tuple, rankings))) == len(MODES)  # so the next tests can tell them apart
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_get_and_post_ask_honour_mode(client: TestClient, searcher: Searcher, mode: Mode) -> None:
+    expected = searcher.ask(SEED_QUESTION, 5, mode)
+    got = client.get("/api/ask", params={"q": SEED_QUESTION, "mode": mode}).json()
+    posted = client.post("/api/ask", json={"q": SEED_QUESTION, "mode": mode}).json()
+    search = client.get("/api/search", params={"q": SEED_QUESTION, "mode": mode}).json()
+    for data in (got, posted, search):
+        assert _passages_in(data) == _passages_of(expected), mode
+    assert got["answer"]["text"] == posted["answer"]["text"] == expected.answer.text
+
+
 @pytest.mark.parametrize("k", [1, 7, MAX_K])
 def test_k_sets_the_number_of_passages(client: TestClient, k: int) -> None:
     passages = ask(client, k=k)["passages"]
@@ -159,6 +184,29 @@ def test_healthz_reports_the_index(client: TestClient) -> None:
     assert data["model"] == "all-MiniLM-L6-v2"
     assert data["built_at"]
     assert "path" not in data
+
+
+def test_healthz_fields_are_exactly_those_the_readme_shows(
+    client: TestClient, searcher: Searcher
+) -> None:
+    data = client.get("/healthz").json()
+    types = {
+        "status": str, "model": str, "backend": str, "dimension": int, "documents": int,
+        "passages": int, "sentences": int, "sentence_vectors": str, "built_at": str,
+        "format_version": int, "chunking": dict,
+    }  # fmt: skip
+    assert set(data) == set(types)
+    for key, kind in types.items():
+        assert type(data[key]) is kind, (key, data[key])
+    assert set(data["chunking"]) == {"max_tokens", "overlap", "splitter", "title"}
+    assert datetime.fromisoformat(data["built_at"]).tzinfo is not None
+    stats = searcher.stats()
+    assert (data["backend"], data["dimension"]) == (stats.backend, stats.dimension)
+    assert (data["sentences"], data["sentence_vectors"]) == (
+        stats.sentences,
+        stats.sentence_vectors,
+    )
+    assert data["sentences"] >= data["passages"]
 
 
 def test_openapi_documents_the_api(client: TestClient) -> None:
@@ -277,6 +325,8 @@ class BrokenSearcher:
     [
         (IndexNotFound("no index at /gone"), 503),
         (IndexCorrupt("index at /x is unreadable"), 503),
+        (IndexBusy("another indexing run (pid 7) is updating /x; wait"), 503),
+        (ModelMismatch("index was built with 'other/model' (torch), not 'mini'"), 503),
         (RuntimeError("secret internals"), 500),
     ],
 )
@@ -292,6 +342,8 @@ def test_index_failures_become_json_errors_without_traceback(
             message = str(error_of(response)["message"])
             assert "Traceback" not in response.text
             assert "secret internals" not in message
+            if status == 503:
+                assert message == str(error)  # the user is told what is wrong with the index
         page = broken.get("/?q=trust")
         assert page.status_code == status
         assert page.headers["content-type"].startswith("text/html")
@@ -352,7 +404,7 @@ def test_serve_without_an_index_prints_one_line(tmp_path: Path) -> None:
         timeout=120,
         cwd=tmp_path,
     )
-    assert result.returncode != 0
+    assert result.returncode == 1
     output = (result.stdout + result.stderr).strip()
     assert "Traceback" not in output
     assert len(output.splitlines()) == 1, output
