@@ -80,6 +80,7 @@ def host_site(tmp_path_factory: pytest.TempPathFactory, live_server: LiveServer)
     """A page on another origin (another port) with the two-line widget snippet and an iframe."""
     folder = tmp_path_factory.mktemp("host-site")
     (folder / "index.html").write_text(host_page(live_server.url), encoding="utf-8")
+    (folder / "many.html").write_text(many_widgets_page(live_server.url), encoding="utf-8")
     handler = functools.partial(QuietHandler, directory=str(folder))
     with ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
         thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -114,6 +115,34 @@ def host_page(api: str) -> str:
   <iframe id="frame" src="{api}/embed" title="paracite" style="width:100%;height:420px"></iframe>
 </body></html>
 """
+
+
+HANDBOOK_PLACEHOLDER = "Ask the handbook…"
+
+
+def many_widgets_page(api: str) -> str:
+    """Two widgets with and without the optional attributes, and a third added by script."""
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Several widgets</title></head>
+<body>
+  <div id="configured" data-paracite data-k="2" data-placeholder="{HANDBOOK_PLACEHOLDER}"></div>
+  <div id="plain" data-paracite></div>
+  <script src="{api}/widget.js" defer></script>
+</body></html>
+"""
+
+
+def add_widget(page: Page, element_id: str, k: str) -> None:
+    page.evaluate(
+        """([id, k]) => {
+            const div = document.createElement("div");
+            div.id = id;
+            div.setAttribute("data-paracite", "");
+            div.dataset.k = k;
+            document.body.appendChild(div);
+        }""",
+        [element_id, k],
+    )
 
 
 def screenshot(page: Page, name: str) -> Path:
@@ -301,3 +330,30 @@ def test_widget_drops_a_stale_search_for_the_newer_one(
     page.wait_for_timeout(500)  # give a stale answer the chance to (wrongly) show
     assert widget.locator(".answer p").first.inner_text() == answer
     expect(widget.locator(".status")).to_have_text("")
+
+
+def test_widget_attributes_and_mount_for_widgets_added_later(
+    page: Page, live_server: LiveServer, host_site: str
+) -> None:
+    page.goto(host_site + "many.html")
+    configured, plain = page.locator("#configured"), page.locator("#plain")
+    expect(configured.get_by_role("searchbox")).to_have_attribute(
+        "placeholder", HANDBOOK_PLACEHOLDER
+    )
+    assert plain.get_by_role("searchbox").get_attribute("placeholder") != HANDBOOK_PLACEHOLDER
+
+    # A widget added after the page loaded waits for window.paracite.mount().
+    page.wait_for_function("() => window.paracite !== undefined")
+    add_widget(page, "later", "1")
+    later = page.locator("#later")
+    assert later.evaluate("el => el.shadowRoot") is None
+    later.evaluate("el => window.paracite.mount(el)")
+    later.evaluate("el => window.paracite.mount(el)")  # mounting twice changes nothing
+    assert later.evaluate("el => el.shadowRoot.querySelectorAll('form').length") == 1
+
+    # data-k sets how many passages each widget shows (3 without it).
+    for widget, count in ((configured, 2), (plain, 3), (later, 1)):
+        widget.get_by_role("searchbox").fill(SEED_QUESTION)
+        widget.get_by_role("button", name="Ask").click()
+        expect(widget.locator(".answer a.cite")).to_be_visible()
+        expect(widget.locator("li")).to_have_count(count)
