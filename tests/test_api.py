@@ -265,10 +265,10 @@ def test_bad_json_body_is_422_with_a_message(
 
 @pytest.mark.parametrize(
     "body",
-    ['{"q": "trust", ', "not json at all", '["q", "trust"]', '"trust"', ""],
-    ids=["truncated", "garbage", "array", "string", "empty"],
+    ['{"q": "trust", ', "not json at all", '["q", "trust"]', '"trust"', "", b'{"q": "\x80"}'],
+    ids=["truncated", "garbage", "array", "string", "empty", "not-utf8"],
 )
-def test_malformed_body_is_422(client: TestClient, body: str) -> None:
+def test_malformed_body_is_422(client: TestClient, body: str | bytes) -> None:
     response = client.post("/api/ask", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 422
     error_of(response)
