@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -18,6 +23,7 @@ from indexer.chunking import ChunkingOptions, chunk_document  # noqa: E402
 from indexer.embedding import Embedder, cpu_isa  # noqa: E402
 from indexer.evaluation import EvalSet, load_eval_set, write_documents  # noqa: E402
 from indexer.loaders import discover_files, load_document  # noqa: E402
+from indexer.settings import Settings  # noqa: E402
 
 DEFAULT_SEEDS = ROOT / "seeds"
 DEFAULT_SCIFACT = Path("/work/shared/eval/scifact")
@@ -117,3 +123,74 @@ def parse_backends(value: str) -> list[str]:
     if unknown:
         raise SystemExit(f"unknown backend(s): {', '.join(unknown)}; use {', '.join(BACKENDS)}")
     return chosen
+
+
+def start_server(settings: Settings) -> tuple[subprocess.Popen[str], str]:
+    """`paracite serve` over `settings.index` in its own process on a free loopback port.
+
+    Returns the process and its base URL once /healthz answers 200.
+    """
+    port = free_port()
+    environment = {
+        **os.environ,
+        "PARACITE_INDEX": str(settings.index),
+        "PARACITE_MODEL": settings.model,
+        "PARACITE_BACKEND": settings.backend,
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(server, base)
+    except BaseException:
+        stop_server(server)
+        raise
+    return server, base
+
+
+def stop_server(server: subprocess.Popen[str]) -> None:
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def wait_until_ready(server: subprocess.Popen[str], base: str) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            error = server.stderr.read() if server.stderr else ""
+            raise SystemExit(f"the server exited ({server.returncode}):\n{error[-2000:]}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("the server did not become ready in 300 s")
+
+
+def memory_mib(pid: int) -> tuple[float, float]:
+    """The process's resident memory now and at its peak (VmRSS, VmHWM) in MiB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in {"VmRSS", "VmHWM"}:
+            values[key] = int(rest.split()[0]) / 1024
+    return values.get("VmRSS", float("nan")), values.get("VmHWM", float("nan"))
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -17,10 +17,6 @@ The index is `--index` if given; otherwise SciFact is indexed (once, then increm
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -29,11 +25,14 @@ import httpx
 from common import (
     BACKENDS,
     DEFAULT_SCIFACT,
-    ROOT,
+    cpu_seconds,
     machine_note,
+    memory_mib,
     percentile,
     print_table,
     scifact,
+    start_server,
+    stop_server,
     write_corpus,
 )
 
@@ -143,32 +142,16 @@ def _index_settings(args: argparse.Namespace, eval_set: EvalSet) -> Settings:
 def _http_rows(
     settings: Settings, questions: list[str], clients: list[int], seconds: float, k: int
 ) -> list[list[object]]:
-    port = _free_port()
-    environment = {
-        **os.environ,
-        "PARACITE_INDEX": str(settings.index),
-        "PARACITE_MODEL": settings.model,
-        "PARACITE_BACKEND": settings.backend,
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_server(settings)
     try:
-        _wait_until_ready(server, base)
         _load(base, questions, 1, 3.0, k)  # warm-up
         rows: list[list[object]] = []
         for count in clients:
-            server_cpu, client_cpu = _cpu_seconds(server.pid), time.process_time()
+            server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
             latencies, elapsed = _load(base, questions, count, seconds, k)
-            server_cpu = _cpu_seconds(server.pid) - server_cpu
+            server_cpu = cpu_seconds(server.pid) - server_cpu
             client_cpu = time.process_time() - client_cpu
-            rss, peak = _memory_mib(server.pid)
+            rss, peak = memory_mib(server.pid)
             rows.append(
                 [
                     count,
@@ -185,8 +168,7 @@ def _http_rows(
             print(f"# {count} clients done", flush=True)
         return rows
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_server(server)
 
 
 def _load(
@@ -223,43 +205,6 @@ def _load(
     if failures:
         raise SystemExit(f"{len(failures)} requests failed, first: {failures[0]}")
     return latencies, elapsed
-
-
-def _wait_until_ready(server: subprocess.Popen[str], base: str) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            error = server.stderr.read() if server.stderr else ""
-            raise SystemExit(f"the server exited ({server.returncode}):\n{error[-2000:]}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit("the server did not become ready in 300 s")
-
-
-def _memory_mib(pid: int) -> tuple[float, float]:
-    """The process's resident memory now and at its peak (VmRSS, VmHWM) in MiB."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in {"VmRSS", "VmHWM"}:
-            values[key] = int(rest.split()[0]) / 1024
-    return values.get("VmRSS", float("nan")), values.get("VmHWM", float("nan"))
-
-
-def _cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 if __name__ == "__main__":
