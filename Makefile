@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test index serve lint bench clean
+.PHONY: run test index serve lint bench clean mutation
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check indexer server tests bench
 	$(BIN)/ruff format --check indexer server tests bench
 	$(BIN)/mypy
+
+# Mutation testing, not part of CI (it runs the covering tests once per mutant: long).
+# Configured in pyproject.toml [tool.mutmut]: indexer/answer.py, indexer/retrieval.py,
+# server/api.py and server/errors.py against the tests of answers, retrieval, API and pages.
+mutation: $(STAMP)
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut results
 
 clean:
 	rm -rf $(VENV) .paracite
