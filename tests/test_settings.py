@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
@@ -22,6 +21,8 @@ from indexer.evaluation import default_cache_dir
 from indexer.retrieval import Searcher
 from indexer.settings import Settings
 from indexer.store import read_stats
+from server import app as app_module
+from server import serving
 from server.app import create_app
 from server.cli import main
 
@@ -202,14 +203,25 @@ def test_answer_threshold_setting_decides_when_nothing_answers(
 def test_host_and_port_settings_are_where_serve_listens(
     seed_index: Path, env: Callable[..., None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[dict[str, object]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    class Bound(Exception):
+        """Stops `serve` once it has bound its socket (the test needs no running server)."""
+
+    class NoIndex:
+        def close(self) -> None:
+            pass
+
+    bound: list[tuple[str, int]] = []
+
+    def record(host: str, port: int) -> None:
+        bound.append((host, port))
+        raise Bound
+
+    monkeypatch.setattr(serving, "listen", record)
+    monkeypatch.setattr(app_module, "open_live_index", lambda settings: NoIndex())
     env(index=seed_index, host="127.0.0.2", port=9123)
-    result = CliRunner().invoke(main, ["serve"])
-    assert result.exit_code == 0, result.output
-    assert (calls[0]["host"], calls[0]["port"]) == ("127.0.0.2", 9123)
-    result = CliRunner().invoke(main, ["serve", "--port", "9124"])  # an option wins
-    assert (calls[1]["host"], calls[1]["port"]) == ("127.0.0.2", 9124)
+    assert isinstance(CliRunner().invoke(main, ["serve"]).exception, Bound)
+    assert isinstance(CliRunner().invoke(main, ["serve", "--port", "9124"]).exception, Bound)
+    assert bound == [("127.0.0.2", 9123), ("127.0.0.2", 9124)]  # an option wins over the setting
 
 
 def test_cors_origins_setting_is_which_sites_may_call_the_api(
