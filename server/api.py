@@ -40,6 +40,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"description": "Bad input, said in a sentence.", "model": ErrorResponse},
     503: {"description": "The index cannot be read.", "model": ErrorResponse},
 }
+# The question routes also answer 404 when `doc` names no document in the index.
+QUESTION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "`doc` names no document in the index.", "model": ErrorResponse},
+    **ERROR_RESPONSES,
+}
 
 
 class AskRequest(BaseModel):
@@ -76,7 +81,7 @@ def scope_query(
 ScopeDep = Annotated[Scope, Depends(scope_query)]
 
 
-@router.get("/api/ask", tags=["questions"], responses=ERROR_RESPONSES)
+@router.get("/api/ask", tags=["questions"], responses=QUESTION_RESPONSES)
 def ask_get(
     searcher: SearcherDep,
     scope: ScopeDep,
@@ -89,7 +94,7 @@ def ask_get(
     return AskResponse.of(searcher.ask(q, k, mode, scope=scope, offset=offset))
 
 
-@router.post("/api/ask", tags=["questions"], responses=ERROR_RESPONSES)
+@router.post("/api/ask", tags=["questions"], responses=QUESTION_RESPONSES)
 def ask_post(searcher: SearcherDep, body: AskRequest) -> AskResponse:
     """Same as GET /api/ask, with the question in a JSON body `{"q": ..., "k": ...}`."""
     return AskResponse.of(
@@ -97,7 +102,7 @@ def ask_post(searcher: SearcherDep, body: AskRequest) -> AskResponse:
     )
 
 
-@router.get("/api/search", tags=["questions"], responses=ERROR_RESPONSES)
+@router.get("/api/search", tags=["questions"], responses=QUESTION_RESPONSES)
 def search(
     searcher: SearcherDep,
     scope: ScopeDep,

@@ -470,3 +470,13 @@ def test_json_carries_document_text_verbatim_as_json(mixed_client: TestClient) -
         document.json()["url"]
         == "/doc/nested/odd%20name%20%3Cimg%20src%3Dx%20onerror%3Dalert%282%29%3E.txt"
     )
+
+
+@pytest.mark.parametrize("path", ["/api/ask", "/api/search"])
+def test_an_unknown_doc_filter_is_a_declared_404(client: TestClient, path: str) -> None:
+    response = client.get(path, params={"q": "trust", "doc": "no-such-document.txt"})
+    assert response.status_code == 404
+    assert "no-such-document.txt" in str(error_of(response)["message"])
+    operations = client.get("/openapi.json").json()["paths"][path]
+    for method in ("get", "post") if path == "/api/ask" else ("get",):
+        assert "404" in operations[method]["responses"], method
