@@ -21,7 +21,8 @@ from indexer.settings import Settings
     ("question", "kind"),
     [
         ("How many moons does Mars have?", "number"),
-        ("how much did the bridge cost?", "number"),
+        ("how much water does the tank hold?", "number"),
+        ("How much did the bridge cost?", "money"),
         ("How long is the Nile?", "number"),
         ("How old was she when she died?", "number"),
         ("What percentage of voters turned out?", "number"),
