@@ -94,6 +94,9 @@ class Hit:
     passage: Passage
     best_sentence: Sentence | None
     sentence_score: float = 0.0
+    # A source: it holds the answer, or a sentence close enough to the question to be one.
+    # The other hits are related passages, shown after the sources and without highlights.
+    cited: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         p = self.passage
@@ -110,6 +113,7 @@ class Hit:
             "char_end": p.char_end,
             "answer_start": self.best_sentence.start if self.best_sentence else None,
             "answer_end": self.best_sentence.end if self.best_sentence else None,
+            "cited": self.cited,
         }
 
 

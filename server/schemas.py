@@ -40,6 +40,10 @@ class PassageOut(BaseModel):
     char_end: int
     answer_start: int | None = Field(description="The answering sentence, inside `text`.")
     answer_end: int | None
+    cited: bool = Field(
+        description="A source: it holds the answer or a sentence close enough to be one. "
+        "The others are related passages."
+    )
     url: str
 
     @classmethod

@@ -24,7 +24,7 @@ pytest_plugins = ["server_helpers"]
 
 PASSAGE_KEYS = {
     "rank", "score", "doc_id", "title", "section", "paragraph", "page", "text",
-    "char_start", "char_end", "answer_start", "answer_end", "url",
+    "char_start", "char_end", "answer_start", "answer_end", "cited", "url",
 }  # fmt: skip
 ANSWER_KEYS = {
     "text",

@@ -215,6 +215,9 @@ def test_widget_on_another_origin_answers_with_citations(
     expect(answer.locator("a.cite")).to_be_visible()
     expect(widget.locator("li")).to_have_count(3)
     expect(widget.locator("li mark").first).to_be_visible()  # host CSS hides marks; not ours
+    labels = widget.locator(".label").all_text_contents()
+    assert labels[0] == "Sources" and set(labels) <= {"Sources", "Related passages"}
+    expect(widget.locator("li:has(p.related) mark")).to_have_count(0)  # related: no highlight
 
     links = widget.locator("a[href*='/doc/']")
     hrefs = [links.nth(i).get_attribute("href") or "" for i in range(links.count())]

@@ -43,9 +43,10 @@ class AnswerStage:
             passage_score = float(fused.scores[position])
             first = int(fused.sentence_start[position])
             best, best_score = None, float("-inf")
+            clears = False
             for at, sentence in enumerate(passage.sentences, start=first):
                 dense = float(fused.sentence_dense[at])
-                relevant = relevant or dense >= self.answer_threshold
+                clears = clears or dense >= self.answer_threshold
                 score = sentence_score(
                     dense,
                     float(fused.sentence_lexical[at]),
@@ -55,11 +56,14 @@ class AnswerStage:
                 )
                 if score > best_score:
                     best, best_score = sentence, score
-            hits.append(Hit(rank, passage_score, passage, best, best_score))
+            hits.append(Hit(rank, passage_score, passage, best, best_score, cited=clears))
+            relevant = relevant or clears
         if not relevant:
             # Nothing is close enough to the question: no sentence is offered as an answer.
             hits = [replace(hit, best_sentence=None) for hit in hits]
         answer = choose_answer(hits, prefer_first) if want_answer and offset == 0 else None
+        if answer is not None:  # the passage holding the answer is a source, whatever else
+            hits = [replace(hit, cited=True) if hit.rank == answer.passage else hit for hit in hits]
         return hits, answer
 
 

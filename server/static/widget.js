@@ -54,6 +54,8 @@
     .rank { color: #1d5bbf; margin-right: 4px; }
     .meta { color: #5d6673; font-size: 13px; }
     .text { margin: 4px 0 0; }
+    .text.related { color: #5d6673; }
+    .label { color: #5d6673; font-size: 12px; font-weight: 600; letter-spacing: 0.04em; text-transform: uppercase; margin-top: 10px; }
     .powered { color: #8a929d; font-size: 12px; margin-top: 8px; text-align: right; }
   `;
 
@@ -101,8 +103,22 @@
       {},
       el("div", { class: "head" }, el("span", { class: "rank", text: `[${p.rank}]` }), link(p.url, p.title)),
       el("div", { class: "meta", text: where.join(" · ") }),
-      highlighted(p.text, p.answer_start, p.answer_end),
+      p.cited ? highlighted(p.text, p.answer_start, p.answer_end) : el("p", { class: "text related", text: p.text }),
     );
+  }
+
+  function renderPassages(data) {
+    // Sources (they hold the answer or a sentence close to the question) first, highlighted;
+    // related passages after them, plainly.
+    const sources = data.passages.filter((p) => p.cited);
+    const related = data.passages.filter((p) => !p.cited);
+    const parts = [];
+    if (sources.length) parts.push(el("div", { class: "label", text: "Sources" }), el("ol", {}, ...sources.map(renderPassage)));
+    if (related.length) {
+      const title = sources.length ? "Related passages" : "Closest passages";
+      parts.push(el("div", { class: "label", text: title }), el("ol", {}, ...related.map(renderPassage)));
+    }
+    return parts;
   }
 
   async function ask(question, k, signal) {
@@ -156,8 +172,7 @@
       try {
         const data = await ask(question, k, controller.signal);
         if (pending !== controller) return;
-        results.replaceChildren(renderAnswer(data));
-        if (data.passages.length) results.append(el("ol", {}, ...data.passages.map(renderPassage)));
+        results.replaceChildren(renderAnswer(data), ...renderPassages(data));
         shown = question;
         say("");
       } catch (error) {
