@@ -40,3 +40,38 @@ def best_of(rows: np.ndarray, scores: np.ndarray, n: int) -> RowScores:
     """The `n` best of `rows` by `scores`, best first."""
     keep = top_k(scores, n)
     return RowScores(rows[keep].astype(np.int64), scores[keep].astype(np.float32))
+
+
+@dataclass(frozen=True, slots=True)
+class RowRanges:
+    """Passage rows as sorted, disjoint [start, end) ranges (a document's rows are one range)."""
+
+    bounds: np.ndarray  # int64, shape (m, 2)
+
+    @property
+    def count(self) -> int:
+        return int((self.bounds[:, 1] - self.bounds[:, 0]).sum()) if len(self.bounds) else 0
+
+    def rows(self) -> np.ndarray:
+        """Every row, ascending."""
+        if not len(self.bounds):
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in self.bounds])
+
+    def contains(self, rows: np.ndarray) -> np.ndarray:
+        """Which of `rows` fall inside the ranges (a boolean mask)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(self.bounds):
+            return np.zeros(len(rows), dtype=bool)
+        at = np.searchsorted(self.bounds[:, 0], rows, side="right") - 1
+        inside = at >= 0
+        inside[inside] = rows[inside] < self.bounds[at[inside], 1]
+        return inside
+
+    def slices(self, chunk: int) -> list[tuple[int, int]]:
+        """The ranges cut into [start, end) pieces of at most `chunk` rows."""
+        return [
+            (start, min(start + chunk, int(end)))
+            for begin, end in self.bounds
+            for start in range(int(begin), int(end), chunk)
+        ]

@@ -28,10 +28,11 @@ from indexer.models import (
     DocumentView,
     IndexStats,
 )
+from indexer.ranking import RowRanges
 from indexer.search.answering import AnswerStage
 from indexer.search.candidates import CANDIDATES, CandidateStage
 from indexer.search.fusion import FusionStage, FusionWeights
-from indexer.search.types import MODES, Candidates, Fused, Mode, Query, RowRanges, Scope
+from indexer.search.types import MODES, Candidates, Fused, Mode, Query, Scope
 from indexer.settings import Settings
 from indexer.store import (
     LEXICAL,

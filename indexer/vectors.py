@@ -17,12 +17,17 @@ import faiss
 import numpy as np
 
 from indexer.errors import REBUILD_HINT, IndexCorrupt
-from indexer.ranking import RowScores, best_of
+from indexer.ranking import RowRanges, RowScores, best_of
 
 # Rows multiplied with the question at once by the exact scan (bounded memory per question).
 SCAN_CHUNK = 32768
 # The ANN structure returns this many times more rows than asked, rescored exactly.
 ANN_OVERSAMPLE = 2
+# A search within rows (a filter's scope) this few is an exact scan of just those rows; a
+# wider one filters an ANN search widened SCOPE_OVERSAMPLE times per round until it holds
+# enough rows in scope.
+EXACT_IN_SCOPE = 50_000
+SCOPE_OVERSAMPLE = 4
 # How sentence vectors are stored. float16 halves the file and leaves the rankings of the
 # seeds alone, but numpy converts the candidates' sentences back to float32 at about 1.4 ms
 # per question (2,000 sentences), 10% of a SciFact question: float32 until the conversion is
@@ -48,8 +53,9 @@ class VectorIndex(Protocol):
         """Leave these rows out of every later search."""
         ...
 
-    def search(self, query: np.ndarray, n: int) -> RowScores:
-        """The `n` rows closest to `query`, best first, with exact scores."""
+    def search(self, query: np.ndarray, n: int, within: RowRanges | None = None) -> RowScores:
+        """The `n` rows closest to `query`, best first, with exact scores; only rows
+        `within` those ranges when given (a filter applied before ranking)."""
         ...
 
     def score(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -198,9 +204,11 @@ class FaissVectorIndex:
             self._deleted = np.zeros(len(self), dtype=bool)
         self._deleted[np.asarray(rows, dtype=np.int64)] = True
 
-    def search(self, query: np.ndarray, n: int) -> RowScores:
+    def search(self, query: np.ndarray, n: int, within: RowRanges | None = None) -> RowScores:
         if n <= 0 or len(self) == 0:
             return RowScores.empty()
+        if within is not None and within.count < len(self):
+            return self._search_within(query, n, within)
         if self._ann is not None:
             return self._search_ann(query, n)
         return self._search_exact(query, n)
@@ -221,12 +229,33 @@ class FaissVectorIndex:
         out[~old] = self._added[rows[~old] - stored]
         return out
 
-    def _search_exact(self, query: np.ndarray, n: int) -> RowScores:
-        """A scan over the stored vectors in chunks of SCAN_CHUNK rows."""
+    def _search_within(self, query: np.ndarray, n: int, within: RowRanges) -> RowScores:
+        if within.count <= EXACT_IN_SCOPE or self._ann is None:
+            return self._search_exact(query, n, within.slices(SCAN_CHUNK))
+        wanted = n
+        while True:
+            wanted = min(wanted * SCOPE_OVERSAMPLE, len(self))
+            found = self._search_ann(query, wanted)
+            inside = within.contains(found.rows)
+            if inside.sum() >= n or wanted >= len(self):
+                return RowScores(found.rows[inside][:n], found.scores[inside][:n])
+
+    def _search_exact(
+        self, query: np.ndarray, n: int, slices: list[tuple[int, int]] | None = None
+    ) -> RowScores:
+        """A scan over the stored vectors (or the given [start, end) slices of them) in
+        chunks of SCAN_CHUNK rows."""
         q = np.asarray(query, dtype=np.float32)
         best: list[RowScores] = []
-        for start in range(0, len(self), SCAN_CHUNK):
-            rows = np.arange(start, min(start + SCAN_CHUNK, len(self)), dtype=np.int64)
+        if slices is None:
+            slices = [
+                (start, min(start + SCAN_CHUNK, len(self)))
+                for start in range(0, len(self), SCAN_CHUNK)
+            ]
+        if not slices:
+            return RowScores.empty()
+        for start, end in slices:
+            rows = np.arange(start, end, dtype=np.int64)
             if rows[-1] < len(self._stored):
                 block = self._rows[start : rows[-1] + 1].astype(np.float32, copy=False)
             else:

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from indexer.build import build_index
 from indexer.embedding import Embedder
 from indexer.errors import DocumentNotFound, InvalidQuery
+from indexer.ranking import RowRanges
 from indexer.retrieval import MAX_OFFSET, Scope, Searcher
-from indexer.search.types import RowRanges
 from indexer.settings import Settings
 from server.app import create_app
 

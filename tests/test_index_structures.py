@@ -15,6 +15,7 @@ from indexer.build import build_index
 from indexer.embedding import Embedder
 from indexer.errors import IndexCorrupt, ModelMismatch
 from indexer.lexical import LexicalIndex
+from indexer.ranking import RowRanges
 from indexer.retrieval import Searcher
 from indexer.settings import Settings
 from indexer.store import (
@@ -85,6 +86,27 @@ def test_exact_search_matches_brute_force_in_chunks(
     np.testing.assert_allclose(found.scores, (data @ query)[expected], rtol=1e-5)
     rows = np.array([299, 3, 150])
     np.testing.assert_allclose(index.score(query, rows), data[rows] @ query, rtol=1e-5)
+
+
+@pytest.mark.parametrize("ann", [False, True])
+def test_search_within_ranges_ranks_those_rows_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ann: bool
+) -> None:
+    data = _unit_vectors(400, dimension=32)
+    config = AnnConfig("HNSW16,SQ8", ef_search=64) if ann else None
+    index = _saved(tmp_path, data, ann_config=config)
+    within = RowRanges(np.array([[10, 60], [200, 230]], dtype=np.int64))
+    allowed = within.rows()
+    query = data[300]  # outside the ranges: its neighbours mostly are too
+    expected = allowed[np.argsort(-(data[allowed] @ query), kind="stable")[:15]]
+    monkeypatch.setattr(vectors_module, "SCAN_CHUNK", 16)  # ranges cut into pieces
+    assert list(index.search(query, 15, within=within).rows) == list(expected)
+    # a scope too wide for an exact scan filters a widened ANN search instead
+    monkeypatch.setattr(vectors_module, "EXACT_IN_SCOPE", 10)
+    found = index.search(query, 15, within=within)
+    assert within.contains(found.rows).all() and len(found) == 15
+    if not ann:
+        assert list(found.rows) == list(expected)
 
 
 def test_added_and_removed_rows_are_searched_as_such(tmp_path: Path) -> None:

@@ -8,16 +8,12 @@ from dataclasses import replace
 import numpy as np
 
 from indexer.lexical import LexicalIndex, LexicalMatches
-from indexer.ranking import RowScores, best_of, top_k
+from indexer.ranking import RowScores, top_k
 from indexer.search.types import Candidates, Query
-from indexer.vectors import SCAN_CHUNK, VectorIndex
+from indexer.vectors import VectorIndex
 
 # Passages whose sentences are compared with the question, per signal.
 CANDIDATES = 200
-# A scope (one document, a folder, a format) this small is scanned exactly; a larger one
-# filters a search widened SCOPE_OVERSAMPLE times per round until enough rows are in scope.
-EXACT_IN_SCOPE = 50_000
-SCOPE_OVERSAMPLE = 4
 
 
 class CandidateStage:
@@ -56,7 +52,7 @@ class CandidateStage:
             passage_matches = passage_matches.only(query.allowed.contains(passage_matches.rows))
             holding_rows = self._passages_of(sentence_matches.rows)
             sentence_matches = sentence_matches.only(query.allowed.contains(holding_rows))
-        dense = self._dense_top(query, n)
+        dense = self.passage_vectors.search(query.vector, n, within=query.allowed)
         lexical = passage_matches.top(n)
         sentences = sentence_matches.top(n)
         pool_rows = np.union1d(dense.rows, lexical.rows)
@@ -74,35 +70,6 @@ class CandidateStage:
         """The passage row holding each sentence row."""
         holding = np.searchsorted(self.sentence_offsets, sentence_rows, side="right") - 1
         return holding.astype(np.int64)
-
-    def _dense_top(self, query: Query, n: int) -> RowScores:
-        """The `n` passages in scope closest to the question.
-
-        A scope of up to EXACT_IN_SCOPE passages is scored exactly, so that a question about
-        one document or folder costs less than one about everything; a larger scope filters
-        an ever wider search until it holds `n` passages in scope.
-        """
-        allowed = query.allowed
-        if allowed is None:
-            return self.passage_vectors.search(query.vector, n)
-        if allowed.count <= EXACT_IN_SCOPE:
-            rows = allowed.rows()
-            best = [
-                best_of(chunk, self.passage_vectors.score(query.vector, chunk), n)
-                for chunk in np.split(rows, range(SCAN_CHUNK, len(rows), SCAN_CHUNK))
-            ]
-            return best_of(
-                np.concatenate([part.rows for part in best]),
-                np.concatenate([part.scores for part in best]),
-                n,
-            )
-        wanted, total = n, len(self.passage_vectors)
-        while True:
-            wanted = min(wanted * SCOPE_OVERSAMPLE, total)
-            found = self.passage_vectors.search(query.vector, wanted)
-            inside = allowed.contains(found.rows)
-            if inside.sum() >= n or wanted >= total:
-                return RowScores(found.rows[inside][:n], found.scores[inside][:n])
 
     def with_rows(
         self,

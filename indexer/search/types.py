@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 
 from indexer.lexical import LexicalMatches
+from indexer.ranking import RowRanges
 
 Mode = Literal["hybrid", "bm25", "dense"]
 MODES: tuple[Mode, ...] = ("hybrid", "bm25", "dense")
@@ -29,33 +30,6 @@ class Scope:
         """The doc id prefix of the folder ('notes' and 'notes/' both give 'notes/')."""
         folder = (self.folder or "").strip("/")
         return f"{folder}/" if folder else None
-
-
-@dataclass(frozen=True, slots=True)
-class RowRanges:
-    """Passage rows as sorted, disjoint [start, end) ranges (a document's rows are one range)."""
-
-    bounds: np.ndarray  # int64, shape (m, 2)
-
-    @property
-    def count(self) -> int:
-        return int((self.bounds[:, 1] - self.bounds[:, 0]).sum()) if len(self.bounds) else 0
-
-    def rows(self) -> np.ndarray:
-        """Every row, ascending."""
-        if not len(self.bounds):
-            return np.zeros(0, dtype=np.int64)
-        return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in self.bounds])
-
-    def contains(self, rows: np.ndarray) -> np.ndarray:
-        """Which of `rows` fall inside the ranges (a boolean mask)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if not len(self.bounds):
-            return np.zeros(len(rows), dtype=bool)
-        at = np.searchsorted(self.bounds[:, 0], rows, side="right") - 1
-        inside = at >= 0
-        inside[inside] = rows[inside] < self.bounds[at[inside], 1]
-        return inside
 
 
 @dataclass(frozen=True, slots=True)
