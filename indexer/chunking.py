@@ -6,8 +6,9 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from indexer.loaders import LOADERS_VERSION
 from indexer.models import Block, Document, DocumentBlock, Passage, Sentence
-from indexer.text import split_sentences
+from indexer.text import SENTENCE_SPLITTER, split_sentences
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -19,6 +20,8 @@ def estimate_tokens(texts: Sequence[str]) -> list[int]:
 
 @dataclass(frozen=True, slots=True)
 class ChunkingOptions:
+    """How documents are cut into passages; an index built another way is re-chunked."""
+
     max_tokens: int = 256
     overlap: int = 1
 
@@ -26,8 +29,9 @@ class ChunkingOptions:
         return {
             "max_tokens": self.max_tokens,
             "overlap": self.overlap,
-            "splitter": "syntok",
+            "splitter": SENTENCE_SPLITTER,
             "title": "counted",
+            "loaders": LOADERS_VERSION,
         }
 
 

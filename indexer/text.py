@@ -22,6 +22,11 @@ _STOPWORDS = frozenset(STOPWORDS_EN) | frozenset(
 )
 
 
+# Named in the chunking signature of an index: rename it whenever split_sentences changes
+# where sentences end, so that existing indexes are chunked again.
+SENTENCE_SPLITTER = "syntok+quoted-stops"
+
+
 def split_sentences(text: str) -> list[tuple[int, int]]:
     """Sentence spans `(start, end)` in `text`; abbreviations like "U.S." or "Dr." stay inside."""
     spans: list[tuple[int, int]] = []

@@ -198,7 +198,7 @@ def test_healthz_fields_are_exactly_those_the_readme_shows(
     assert set(data) == set(types)
     for key, kind in types.items():
         assert type(data[key]) is kind, (key, data[key])
-    assert set(data["chunking"]) == {"max_tokens", "overlap", "splitter", "title"}
+    assert set(data["chunking"]) == {"max_tokens", "overlap", "splitter", "title", "loaders"}
     assert datetime.fromisoformat(data["built_at"]).tzinfo is not None
     stats = searcher.stats()
     assert (data["backend"], data["dimension"]) == (stats.backend, stats.dimension)

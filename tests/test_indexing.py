@@ -19,7 +19,7 @@ from indexer.errors import IndexBusy, IndexCorrupt, IndexNotFound, ModelMismatch
 from indexer.loaders import Discovery
 from indexer.retrieval import Searcher
 from indexer.settings import Settings
-from indexer.store import SENTENCE_VECTORS, current_generation, writer_lock
+from indexer.store import MANIFEST, SENTENCE_VECTORS, current_generation, writer_lock
 from indexer.vectors import FaissVectorIndex
 
 PLAIN_SEED = "004_fc6fad951788ea23.txt"
@@ -378,3 +378,24 @@ def test_in_context_sentence_vectors_switch_both_ways_and_set_the_answer_thresho
     assert again.up_to_date
     threshold = Searcher.open(settings.index, embedder, answer_threshold=0.5).answer_threshold
     assert threshold == 0.5
+
+
+def test_an_index_chunked_by_older_loaders_or_splitter_is_read_again(
+    tmp_path: Path,
+    make_settings,
+    embedder: Embedder,  # type: ignore[no-untyped-def]
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The lamp is lit at dusk by the keeper.\n", encoding="utf-8")
+    settings = make_settings()
+    build_index(docs, settings, embedder=embedder)
+    assert build_index(docs, settings, embedder=embedder).up_to_date
+    for key, older in (("loaders", 1), ("splitter", "syntok")):
+        generation = current_generation(settings.index)
+        assert generation is not None
+        manifest = json.loads((generation / MANIFEST).read_text(encoding="utf-8"))
+        manifest["chunking"][key] = older
+        (generation / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+        again = build_index(docs, settings, embedder=embedder)
+        assert not again.up_to_date and again.embedded == 0  # re-read; vectors from the cache

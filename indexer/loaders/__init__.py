@@ -28,7 +28,12 @@ from indexer.loaders.pdf import load_pdf
 from indexer.loaders.text import load_text
 from indexer.models import Document
 
+# Part of an index's chunking signature: bump it whenever a loader changes the text it reads
+# from a file (DOCX table rows, say), so that unchanged files are read again.
+LOADERS_VERSION = 2
+
 __all__ = [
+    "LOADERS_VERSION",
     "SUPPORTED_EXTENSIONS",
     "Discovery",
     "SkippedPath",
