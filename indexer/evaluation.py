@@ -287,6 +287,8 @@ class Outcome:
     answer_unit: str | None = None
     deep_ranking: tuple[str, ...] | None = None
     error: str | None = None
+    # Asked again with its gold paragraphs withheld (--withhold-gold): was an answer offered?
+    answered_withheld: bool | None = None
 
     def gold_rank(self) -> int | None:
         """Rank of the first relevant unit in the ranking, if there is one."""
@@ -368,6 +370,9 @@ def summarise(outcomes: Sequence[Outcome], level: Level) -> dict[str, float | No
             "answer_accuracy": mean(float(answer_matches(o.answer, o.answers)) for o in outcomes),
             "answer_in_gold_paragraph": mean(float(o.answer_unit in o.relevant) for o in outcomes),
             "answered": mean(float(o.answer is not None) for o in outcomes),
+            "answered_withheld": None
+            if any(o.answered_withheld is None for o in outcomes)
+            else mean(float(bool(o.answered_withheld)) for o in outcomes),
         }
     deep = [o.deep_ranking for o in outcomes]
     return {
@@ -397,6 +402,8 @@ def run_mode(
     mode: Mode,
     questions: Sequence[EvalQuestion] | None = None,
     progress: Progress | None = None,
+    *,
+    withhold_gold: bool = False,
 ) -> ModeRun:
     """Ask every question in one mode; latency is the wall clock around the API call.
 
@@ -410,7 +417,8 @@ def run_mode(
     progress.start(f"{mode} questions", len(questions))
     started = time.perf_counter()
     outcomes = [
-        _ask_one(searcher, eval_set.level, mode, q, deep) for q in _ticking(questions, progress)
+        _ask_one(searcher, eval_set.level, mode, q, deep, withhold_gold)
+        for q in _ticking(questions, progress)
     ]
     return ModeRun(mode, eval_set.level, outcomes, time.perf_counter() - started)
 
@@ -427,6 +435,7 @@ def _ask_one(
     mode: Mode,
     question: EvalQuestion,
     deep: _DeepRanker | None,
+    withhold_gold: bool = False,
 ) -> Outcome:
     try:
         if level == "paragraph":
@@ -435,6 +444,11 @@ def _ask_one(
             latency = (time.perf_counter() - started) * 1000
             ranking = units_of(searcher.search(question.text, PARAGRAPH_DEPTH, mode), level)
             answer = result.answer
+            answered_withheld = None
+            if withhold_gold:
+                gold = [_paragraph_of(unit) for unit in question.relevant]
+                unanswerable = searcher.ask(question.text, ANSWER_K, mode, withhold=gold)
+                answered_withheld = unanswerable.answer is not None
             return Outcome(
                 question.qid,
                 question.text,
@@ -444,6 +458,7 @@ def _ask_one(
                 question.answers,
                 answer.text if answer else None,
                 unit_key(answer.doc_id, answer.paragraph) if answer else None,
+                answered_withheld=answered_withheld,
             )
         started = time.perf_counter()
         result = searcher.search(question.text, DOCUMENT_DEPTH, mode)
@@ -459,6 +474,12 @@ def _ask_one(
         )
     except InvalidQuery as error:
         return Outcome(question.qid, question.text, question.relevant, (), 0.0, error=str(error))
+
+
+def _paragraph_of(unit: str) -> tuple[str, int]:
+    """("doc.txt", 3) from the unit key "doc.txt#3"."""
+    doc_id, _, number = unit.rpartition("#")
+    return doc_id, int(number)
 
 
 class _DeepRanker:
@@ -632,8 +653,11 @@ def evaluate(
     build_progress: Progress | None = None,
     question_progress: Callable[[], Progress] | None = None,
     command: str | None = None,
+    withhold_gold: bool = False,
 ) -> EvalReport:
-    """Build (or update) the set's index in `settings.index`, then ask its questions per mode."""
+    """Build (or update) the set's index in `settings.index`, then ask its questions per mode.
+
+    `withhold_gold` also asks each SQuAD question with its gold paragraph withheld."""
     build = build_eval_index(
         eval_set, settings, embedder=embedder, progress=build_progress, reuse_index=reuse_index
     )
@@ -649,7 +673,16 @@ def evaluate(
         runs = []
         for mode in modes:
             progress = question_progress() if question_progress else None
-            runs.append(run_mode(searcher, eval_set, mode, questions, progress))
+            runs.append(
+                run_mode(
+                    searcher,
+                    eval_set,
+                    mode,
+                    questions,
+                    progress,
+                    withhold_gold=withhold_gold and eval_set.level == "paragraph",
+                )
+            )
         weights = asdict(searcher.weights) if hasattr(searcher, "weights") else {}
         answer_threshold = searcher.answer_threshold
     finally:

@@ -68,6 +68,21 @@ class RowRanges:
         inside[inside] = rows[inside] < self.bounds[at[inside], 1]
         return inside
 
+    def without(self, excluded: np.ndarray) -> RowRanges:
+        """These ranges less the sorted, disjoint [start, end) ranges `excluded`."""
+        kept: list[tuple[int, int]] = []
+        for begin, end in self.bounds:
+            start = int(begin)
+            for cut_start, cut_end in excluded:
+                if cut_end <= start or cut_start >= end:
+                    continue
+                if cut_start > start:
+                    kept.append((start, int(cut_start)))
+                start = max(start, int(cut_end))
+            if start < end:
+                kept.append((start, int(end)))
+        return RowRanges(np.array(kept, dtype=np.int64).reshape(-1, 2))
+
     def slices(self, chunk: int) -> list[tuple[int, int]]:
         """The ranges cut into [start, end) pieces of at most `chunk` rows."""
         return [

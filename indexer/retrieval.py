@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -245,13 +246,18 @@ class Searcher:
         *,
         scope: Scope | None = None,
         offset: int = 0,
+        withhold: Sequence[tuple[str, int]] = (),
     ) -> AskResult:
         """The passages that best answer `query`, and the answering sentence if good enough.
 
         `scope` narrows the search to a document, a folder or a format before ranking;
         `offset` skips that many passages (the next page; only the first page has an answer).
+        `withhold` leaves out these (doc id, paragraph) pairs, as if they were not indexed
+        (evaluation's unanswerable questions: the article is there, the answer is not).
         """
-        return self._run(query, k, mode, want_answer=True, scope=scope, offset=offset)
+        return self._run(
+            query, k, mode, want_answer=True, scope=scope, offset=offset, withhold=withhold
+        )
 
     def search(
         self,
@@ -261,9 +267,12 @@ class Searcher:
         *,
         scope: Scope | None = None,
         offset: int = 0,
+        withhold: Sequence[tuple[str, int]] = (),
     ) -> AskResult:
         """The passages alone (no answer is chosen)."""
-        return self._run(query, k, mode, want_answer=False, scope=scope, offset=offset)
+        return self._run(
+            query, k, mode, want_answer=False, scope=scope, offset=offset, withhold=withhold
+        )
 
     def rank(
         self,
@@ -299,11 +308,16 @@ class Searcher:
         want_answer: bool,
         scope: Scope | None,
         offset: int,
+        withhold: Sequence[tuple[str, int]] = (),
     ) -> AskResult:
         started = time.perf_counter()
         question = validate_query(query, k)
         validate_offset(offset)
-        prepared = self._query(question, mode, self._allowed(scope))
+        allowed = self._allowed(scope)
+        if withhold:
+            everything = RowRanges(np.array([[0, self._passages]], dtype=np.int64))
+            allowed = (allowed or everything).without(self._store.paragraph_ranges(withhold))
+        prepared = self._query(question, mode, allowed)
         first_page = want_answer and offset == 0
         if prepared is None:
             reason = NO_ANSWER_MESSAGE if first_page else None

@@ -445,6 +445,19 @@ class MetadataStore:
                 merged.append([start, end])
         return np.array(merged, dtype=np.int64).reshape(-1, 2)
 
+    def paragraph_ranges(self, paragraphs: Sequence[tuple[str, int]]) -> np.ndarray:
+        """The passage rows of these (doc id, paragraph number) pairs, as sorted ranges."""
+        found: list[tuple[int, int]] = []
+        with self._reading():
+            for doc_id, number in paragraphs:
+                first, last = self._db.execute(
+                    "SELECT MIN(id), MAX(id) FROM passages WHERE doc_id = ? AND paragraph = ?",
+                    (doc_id, number),
+                ).fetchone()
+                if first is not None:
+                    found.append((int(first), int(last) + 1))
+        return np.array(sorted(found), dtype=np.int64).reshape(-1, 2)
+
     def formats(self) -> list[str]:
         """The formats of the indexed documents, sorted."""
         with self._reading():

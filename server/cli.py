@@ -296,6 +296,12 @@ def serve(
     help="Keep the cached eval index if the documents are unchanged (default: re-chunk with "
     "the current code; vectors always come from the cache).",
 )
+@click.option(
+    "--withhold-gold",
+    is_flag=True,
+    help="SQuAD: also ask each question with its gold paragraph withheld (the article is "
+    "there, the answer is not) and report how often an answer is still offered.",
+)
 @model_option
 @backend_option
 @sentence_vectors_option
@@ -311,6 +317,7 @@ def eval_command(
     cache_dir: Path | None,
     details: Path | None,
     reuse_index: bool,
+    withhold_gold: bool,
     model: str | None,
     backend: str | None,
     sentence_vectors: str | None,
@@ -337,6 +344,7 @@ def eval_command(
             build_progress=bars,
             question_progress=lambda: bars,
             command=" ".join(["paracite", *sys.argv[1:]]),
+            withhold_gold=withhold_gold,
         )
     data = report.to_dict()
     if output:

@@ -31,7 +31,7 @@ from indexer.evaluation import (
     summarise,
     unit_key,
 )
-from indexer.retrieval import MODES
+from indexer.retrieval import MODES, Searcher
 from indexer.settings import Settings
 from server.cli import main
 
@@ -372,3 +372,43 @@ def test_cli_eval_on_tiny_squad(
     assert result.exit_code == 1, result.output  # a domain error: one line, no traceback
     assert isinstance(result.exception, SystemExit)
     assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1
+
+
+def test_withheld_gold_eval_asks_each_question_without_its_paragraph(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    eval_set = load_squad(write_squad(tmp_path / "tiny.json"))
+    settings = Settings(index=tmp_path / "index")
+    report = evaluate(eval_set, settings, ["hybrid"], embedder=embedder, withhold_gold=True)
+    outcomes = report.runs[0].outcomes
+    assert all(outcome.answered_withheld is not None for outcome in outcomes)
+    metrics = report.runs[0].metrics()
+    withheld = metrics["answered_withheld"]
+    assert withheld == sum(bool(o.answered_withheld) for o in outcomes) / len(outcomes)
+    plain = evaluate(eval_set, settings, ["hybrid"], embedder=embedder, limit=1)
+    assert plain.runs[0].metrics()["answered_withheld"] is None  # not asked: not reported
+
+    # What withholding does: the gold paragraph is never offered, the rest of its article is.
+    searcher = Searcher.open(settings.index, embedder)
+    try:
+        question = eval_set.questions[1]  # Jupiter, the Solar System's second paragraph
+        (gold,) = question.relevant
+        doc_id, _, number = gold.rpartition("#")
+        asked = searcher.ask(question.text, 5, withhold=[(doc_id, int(number))])
+    finally:
+        searcher.close()
+    units = [unit_key(hit.passage.doc_id, hit.passage.paragraph) for hit in asked.hits]
+    assert gold not in units and f"{doc_id}#1" in units
+    assert asked.answer is None or unit_key(asked.answer.doc_id, asked.answer.paragraph) != gold
+
+
+def test_summarise_reports_the_answered_rate_with_gold_withheld() -> None:
+    gold = {unit_key("a.txt", 1): 1}
+    outcomes = [
+        Outcome("1", "q1", gold, ("a.txt#1",), 1.0, ("x",), "x", "a.txt#1", answered_withheld=True),
+        Outcome(
+            "2", "q2", gold, ("a.txt#1",), 1.0, ("x",), "x", "a.txt#1", answered_withheld=False
+        ),
+        Outcome("3", "q3", gold, ("a.txt#1",), 1.0, ("x",), None, None, answered_withheld=False),
+    ]
+    assert summarise(outcomes, "paragraph")["answered_withheld"] == pytest.approx(1 / 3)

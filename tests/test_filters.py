@@ -203,3 +203,10 @@ def test_results_pages_show_filters_facets_and_the_next_page(client: TestClient)
     second = client.get("/", params={"q": QUESTION, "k": 2, "offset": 2}).text
     assert "More passages" in second and 'rel="prev"' in second
     assert 'class="answer"' not in second  # the answer is on the first page
+
+
+def test_row_ranges_less_excluded_ranges() -> None:
+    ranges = RowRanges(np.array([[0, 10], [20, 30]], dtype=np.int64))
+    excluded = np.array([[2, 4], [9, 21], [29, 40]], dtype=np.int64)
+    assert ranges.without(excluded).bounds.tolist() == [[0, 2], [4, 9], [21, 29]]
+    assert ranges.without(np.zeros((0, 2), dtype=np.int64)).bounds.tolist() == [[0, 10], [20, 30]]
