@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cache_helpers import fresh_cache_dir
+from live_helpers import LIGHTHOUSE
 
 from indexer.build import build_index
 from indexer.embedding import Embedder, load_embedder
@@ -68,3 +69,12 @@ def make_settings(tmp_path: Path):  # type: ignore[no-untyped-def]
         return Settings(index=tmp_path / "index").with_overrides(**overrides)
 
     return make
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    """A folder holding one short text, lighthouse.txt (for tests that change an index)."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "lighthouse.txt").write_text(LIGHTHOUSE, encoding="utf-8")
+    return folder

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from live_helpers import ORCHARD
 from server_helpers import LiveServer
 
 from indexer.build import build_index
@@ -16,19 +17,9 @@ from indexer.embedding import Embedder
 from indexer.settings import Settings
 from server.app import create_app
 
-LIGHTHOUSE = "The lighthouse keeper lit the lamp every evening at dusk.\n"
-ORCHARD = "The orchard grows forty kinds of apples on the southern slope.\n"
 MILL = "The windmill ground wheat into flour for the whole valley.\n"
 # Bounds the client's loop whatever the machine's speed; it normally stops long before.
 MAX_QUESTIONS = 2000
-
-
-@pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    (folder / "lighthouse.txt").write_text(LIGHTHOUSE, encoding="utf-8")
-    return folder
 
 
 @pytest.fixture

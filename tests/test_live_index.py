@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from live_helpers import ORCHARD
 
 from indexer.build import build_index
 from indexer.embedding import Embedder
@@ -15,9 +16,6 @@ from indexer.live import LiveIndex
 from indexer.retrieval import Searcher
 from indexer.settings import Settings
 from indexer.store import CURRENT
-
-LIGHTHOUSE = "The lighthouse keeper lit the lamp every evening at dusk.\n"
-ORCHARD = "The orchard grows forty kinds of apples on the southern slope.\n"
 
 
 class CountingOpener:
@@ -30,14 +28,6 @@ class CountingOpener:
         searcher = Searcher.open(index_dir, embedder)
         self.opened.append(searcher)
         return searcher
-
-
-@pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    (folder / "lighthouse.txt").write_text(LIGHTHOUSE, encoding="utf-8")
-    return folder
 
 
 @pytest.fixture

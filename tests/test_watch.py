@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from live_helpers import ORCHARD
 from watchfiles import Change
 
 from indexer.build import build_index
@@ -25,16 +26,6 @@ from indexer.watch import FolderWatch, describe_run
 
 # Deadlines for hangs, not for speed: a run normally lands within seconds.
 DEADLINE_S = 120
-LIGHTHOUSE = "The lighthouse keeper lit the lamp every evening at dusk.\n"
-ORCHARD = "The orchard grows forty kinds of apples on the southern slope.\n"
-
-
-@pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    (folder / "lighthouse.txt").write_text(LIGHTHOUSE, encoding="utf-8")
-    return folder
 
 
 class Runs:
