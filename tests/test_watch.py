@@ -181,3 +181,30 @@ def test_serve_refuses_a_port_out_of_range_and_a_busy_port_in_one_line(
     assert output.strip().splitlines() == [
         f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
     ]
+
+
+def test_index_watch_keeps_the_index_up_to_date_until_interrupted(
+    docs: Path, tmp_path: Path
+) -> None:
+    from indexer.store import read_stats
+
+    index_dir = tmp_path / "watched-index"
+    watcher = _paracite("index", str(docs), "--index", str(index_dir), "--watch", "-q")
+    written = [0.0]
+
+    def orchard_indexed() -> bool:
+        if index_dir.joinpath("CURRENT").exists() and read_stats(index_dir).documents == 2:
+            return True
+        if index_dir.joinpath("CURRENT").exists() and time.monotonic() - written[0] > 5:
+            (docs / "orchard.txt").write_text(ORCHARD, encoding="utf-8")  # again if missed
+            written[0] = time.monotonic()
+        return False
+
+    try:
+        _wait_for(orchard_indexed, "the new file in the index")
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        output, _ = watcher.communicate(timeout=DEADLINE_S)
+    assert "watching" in output
+    assert "re-indexed: 1 added, 0 changed, 0 removed, 0 skipped" in output
+    assert "Traceback" not in output
