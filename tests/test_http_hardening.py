@@ -296,7 +296,8 @@ def _closed_by_server(connection: socket.socket, trickle: bytes = b"") -> bool:
 
 @pytest.fixture
 def serve_server(seed_index: Path, searcher: Searcher) -> Iterator[ServeServer]:
-    with ServeServer(create_app(Settings(index=seed_index), searcher), head_timeout=0.5) as s:
+    # long enough for a busy machine to send a prompt request head, short enough for a test
+    with ServeServer(create_app(Settings(index=seed_index), searcher), head_timeout=2.0) as s:
         yield s
 
 
