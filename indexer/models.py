@@ -147,6 +147,15 @@ NO_ANSWER_MESSAGE = "Nothing in the indexed documents answers this."
 
 
 @dataclass(frozen=True, slots=True)
+class RankedPassage:
+    """A passage row of the index as ranked by the search (`Searcher.rank`, `ranked=`)."""
+
+    row: int
+    doc_id: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
 class AskResult:
     """What `ask` and `search` return: the answer (or why there is none) and the passages."""
 
@@ -155,6 +164,8 @@ class AskResult:
     no_answer_reason: str | None
     hits: list[Hit]
     took_ms: float
+    # The best passages beyond the hits, when asked for (`ranked=`); not part of the JSON.
+    ranking: tuple[RankedPassage, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {

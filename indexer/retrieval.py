@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from indexer.models import (
     DocumentInfo,
     DocumentView,
     IndexStats,
+    RankedPassage,
 )
 from indexer.ranking import RowRanges
 from indexer.search.answering import AnswerStage
@@ -74,15 +75,6 @@ SCOPE_CACHE = 256
 # made: below both, off-topic questions (at most 0.26 on the seeds); above, 99% of SQuAD's.
 # In-context vectors sit about 0.05 lower for the same sentences (eval/reports/README.md).
 ANSWER_THRESHOLDS = {"standalone": 0.35, "in-context": 0.31}
-
-
-@dataclass(frozen=True, slots=True)
-class RankedPassage:
-    """A passage row of the index as ranked by `Searcher.rank`."""
-
-    row: int
-    doc_id: str
-    score: float
 
 
 def validate_offset(offset: int) -> int:
@@ -247,6 +239,7 @@ class Searcher:
         scope: Scope | None = None,
         offset: int = 0,
         withhold: Sequence[tuple[str, int]] = (),
+        ranked: int = 0,
     ) -> AskResult:
         """The passages that best answer `query`, and the answering sentence if good enough.
 
@@ -254,9 +247,18 @@ class Searcher:
         `offset` skips that many passages (the next page; only the first page has an answer).
         `withhold` leaves out these (doc id, paragraph) pairs, as if they were not indexed
         (evaluation's unanswerable questions: the article is there, the answer is not).
+        `ranked` > 0 also gives the best `ranked` passages of the same search in
+        `AskResult.ranking` (the results page's facets), so nothing is searched twice.
         """
         return self._run(
-            query, k, mode, want_answer=True, scope=scope, offset=offset, withhold=withhold
+            query,
+            k,
+            mode,
+            want_answer=True,
+            scope=scope,
+            offset=offset,
+            withhold=withhold,
+            ranked=ranked,
         )
 
     def search(
@@ -291,13 +293,7 @@ class Searcher:
         if prepared is None:
             return []
         _, fused = self._fuse(prepared, max(self._candidates.per_signal, depth))
-        top = fused.order()[:depth]
-        rows = fused.rows[top]
-        doc_ids = self._store.passage_doc_ids(rows)
-        return [
-            RankedPassage(int(row), doc_id, float(fused.scores[position]))
-            for row, doc_id, position in zip(rows, doc_ids, top, strict=True)
-        ]
+        return self._ranking(fused, depth)
 
     def _run(
         self,
@@ -309,6 +305,7 @@ class Searcher:
         scope: Scope | None,
         offset: int,
         withhold: Sequence[tuple[str, int]] = (),
+        ranked: int = 0,
     ) -> AskResult:
         started = time.perf_counter()
         question = validate_query(query, k)
@@ -322,14 +319,25 @@ class Searcher:
         if prepared is None:
             reason = NO_ANSWER_MESSAGE if first_page else None
             return AskResult(question, None, reason, [], _ms(started))
-        per_signal = max(self._candidates.per_signal, offset + k)
+        per_signal = max(self._candidates.per_signal, offset + k, ranked)
         candidates, fused = self._fuse(prepared, per_signal)
         fused, author_first = self._author_note_first(prepared, candidates, fused)
         hits, answer = self._answer.run(
             prepared, fused, k, want_answer=want_answer, prefer_first=author_first, offset=offset
         )
         reason = NO_ANSWER_MESSAGE if first_page and answer is None else None
-        return AskResult(prepared.text, answer, reason, hits, _ms(started))
+        ranking = tuple(self._ranking(fused, ranked)) if ranked > 0 else ()
+        return AskResult(prepared.text, answer, reason, hits, _ms(started), ranking)
+
+    def _ranking(self, fused: Fused, depth: int) -> list[RankedPassage]:
+        """The best `depth` fused passages as (row, doc id, score)."""
+        top = fused.order()[:depth]
+        rows = fused.rows[top]
+        doc_ids = self._store.passage_doc_ids(rows)
+        return [
+            RankedPassage(int(row), doc_id, float(fused.scores[position]))
+            for row, doc_id, position in zip(rows, doc_ids, top, strict=True)
+        ]
 
     def _query(self, question: str, mode: Mode, allowed: RowRanges | None) -> Query | None:
         """The question analysed for the stages, or None when no passage is in scope."""

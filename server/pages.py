@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Request
@@ -28,6 +29,7 @@ from server.views import (
     shown_metadata,
 )
 
+T = TypeVar("T")
 STATIC = Path(__file__).parent / "static"
 EXAMPLE_SOURCES = 20  # documents looked at for example questions
 
@@ -56,7 +58,7 @@ def home(
             "json_url": "/api/documents",
         }
         return templates.TemplateResponse(request, "home.html", context)
-    result = searcher.ask(q, k, mode, scope=scope, offset=offset)
+    result = searcher.ask(q, k, mode, scope=scope, offset=offset, ranked=FACET_DEPTH)
     asked: dict[str, str | int] = {
         "q": result.query,
         "k": k,
@@ -69,7 +71,7 @@ def home(
         "summary": summary(request, searcher),
         "query": result.query,
         "scope": scope_params(scope),
-        "facets": facets(searcher.rank(result.query, mode, FACET_DEPTH, scope=scope)),
+        "facets": facets(result.ranking),
         "links": ResultLinks.of(asked, len(result.hits)),
         "json_url": "/api/ask?" + urlencode(asked),
     }
@@ -145,27 +147,34 @@ def public_url(request: Request) -> str:
 
 
 def examples(request: Request, searcher: Searcher) -> list[str]:
-    """Example questions drawn from the collection, worked out once per generation."""
-    cached: tuple[Path, list[str]] | None = getattr(request.app.state, "examples", None)
-    if cached is not None and cached[0] == searcher.generation:
-        return cached[1]
-    titles, headings = [], []
-    for info in searcher.documents()[:EXAMPLE_SOURCES]:
-        titles.append(info.title)
-        try:
-            blocks = searcher.document(info.doc_id).blocks
-        except ParaciteError:
-            continue
-        headings += [block.text for block in blocks if block.kind == "heading"]
-    found = example_queries(titles, headings)
-    request.app.state.examples = (searcher.generation, found)
-    return found
+    """Example questions drawn from the collection."""
+
+    def draw() -> list[str]:
+        titles, headings = [], []
+        for info in searcher.documents()[:EXAMPLE_SOURCES]:
+            titles.append(info.title)
+            try:
+                blocks = searcher.document(info.doc_id).blocks
+            except ParaciteError:
+                continue
+            headings += [block.text for block in blocks if block.kind == "heading"]
+        return example_queries(titles, headings)
+
+    return per_generation(request, "examples", searcher, draw)
 
 
 def summary(request: Request, searcher: Searcher) -> IndexSummary:
-    """What was searched and when it was indexed; paragraphs are counted once per generation."""
-    counted: tuple[Path, int] | None = getattr(request.app.state, "paragraphs", None)
-    if counted is None or counted[0] != searcher.generation:
-        counted = (searcher.generation, sum(info.paragraphs for info in searcher.documents()))
-        request.app.state.paragraphs = counted
-    return index_summary(searcher.stats(), counted[1], datetime.now(UTC))
+    """What was searched and when it was indexed."""
+    paragraphs = per_generation(
+        request, "paragraphs", searcher, lambda: sum(i.paragraphs for i in searcher.documents())
+    )
+    return index_summary(searcher.stats(), paragraphs, datetime.now(UTC))
+
+
+def per_generation(request: Request, name: str, searcher: Searcher, work: Callable[[], T]) -> T:
+    """What `work` gives, worked out once per index generation and kept on the app."""
+    kept: tuple[Path, T] | None = getattr(request.app.state, name, None)
+    if kept is None or kept[0] != searcher.generation:
+        kept = (searcher.generation, work())
+        setattr(request.app.state, name, kept)
+    return kept[1]

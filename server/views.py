@@ -7,13 +7,14 @@ highlighted text pieces the templates render (always escaped by jinja2).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from indexer.models import DocumentBlock, DocumentView, Hit, IndexStats
-from indexer.retrieval import MAX_OFFSET, RankedPassage, Scope
+from indexer.models import DocumentBlock, DocumentView, Hit, IndexStats, RankedPassage
+from indexer.retrieval import MAX_OFFSET, Scope
 
 # How far past the previous match a character of clean text may sit in the source text:
 # long enough to step over a Markdown link target, short enough to stay in the paragraph.
@@ -213,7 +214,7 @@ class Facets:
     folders: list[Facet]
 
 
-def facets(ranked: list[RankedPassage]) -> Facets:
+def facets(ranked: Sequence[RankedPassage]) -> Facets:
     """The documents and folders of the best passages, most passages first."""
     documents: dict[str, int] = {}
     folders: dict[str, int] = {}
