@@ -45,7 +45,6 @@ class LiveIndex:
         self._embedder = embedder
         self._lock = threading.Lock()
         self._opened: _Opened | None = None
-        self._failure: ParaciteError | None = None
 
     @contextlib.contextmanager
     def searcher(self) -> Iterator[Searcher]:
@@ -62,11 +61,6 @@ class LiveIndex:
         self._release(opened)
         return opened.searcher
 
-    @property
-    def failure(self) -> ParaciteError | None:
-        """Why the last check found no usable index, or None when it is being served."""
-        return self._failure
-
     def close(self) -> None:
         with self._lock:
             if self._opened is not None:
@@ -81,14 +75,12 @@ class LiveIndex:
                 stamp = self._stamp()
                 if self._opened is None or self._opened.stamp != stamp:
                     self._switch(stamp)
-            except ParaciteError as error:
+            except ParaciteError:
                 # A vanished or broken index is never answered from an older generation.
-                self._failure = error
                 if self._opened is not None:
                     self._retire(self._opened)
                     self._opened = None
                 raise
-            self._failure = None
             assert self._opened is not None
             self._opened.users += 1
             return self._opened

@@ -97,12 +97,10 @@ def test_a_removed_index_fails_every_question_until_one_is_back(
     with pytest.raises(IndexNotFound):
         with live.searcher():
             pass
-    assert isinstance(live.failure, IndexNotFound)
 
     build_index(docs, settings, embedder=embedder)
     with live.searcher() as back:
         assert _doc_ids(back) == {"lighthouse.txt"}
-    assert live.failure is None
 
 
 def test_a_broken_pointer_fails_questions_instead_of_serving_an_old_generation(
