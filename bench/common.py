@@ -8,8 +8,9 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -172,6 +173,17 @@ def wait_until_ready(server: subprocess.Popen[str], base: str) -> None:
             pass
         time.sleep(0.5)
     raise SystemExit("the server did not become ready in 300 s")
+
+
+def run_clients(client: Callable[[int], None], clients: int) -> float:
+    """Run `client(0)` ... `client(clients - 1)` in threads at once; the seconds until all end."""
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
 
 
 def memory_mib(pid: int) -> tuple[float, float]:

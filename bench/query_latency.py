@@ -30,6 +30,7 @@ from common import (
     memory_mib,
     percentile,
     print_table,
+    run_clients,
     scifact,
     start_server,
     stop_server,
@@ -195,13 +196,7 @@ def _load(
                     else:
                         failures.append(f"{response.status_code} {response.text[:200]}")
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed = run_clients(client, clients)
     if failures:
         raise SystemExit(f"{len(failures)} requests failed, first: {failures[0]}")
     return latencies, elapsed

@@ -37,6 +37,7 @@ from common import (
     memory_mib,
     percentile,
     print_table,
+    run_clients,
     start_server,
     stop_server,
 )
@@ -207,13 +208,7 @@ def _run(
                 else:
                     tally.failed(f"{response.status_code} {response.text[:200]}")
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return time.perf_counter() - started
+    return run_clients(client, clients)
 
 
 if __name__ == "__main__":
