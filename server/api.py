@@ -60,7 +60,7 @@ class AskRequest(BaseModel):
 
     @property
     def scope(self) -> Scope:
-        return Scope(self.doc or None, self.folder or None, self.format or None)
+        return Scope(self.doc, self.folder, self.format)
 
 
 Question = Annotated[str, Query(description=QUESTION_HELP, json_schema_extra=QUESTION_SCHEMA)]
@@ -75,7 +75,7 @@ def scope_query(
     format: Annotated[str | None, Query(description=FORMAT_HELP)] = None,
 ) -> Scope:
     """The filters of a question, from the query string (empty values mean no filter)."""
-    return Scope(doc or None, folder or None, format or None)
+    return Scope(doc, folder, format)
 
 
 ScopeDep = Annotated[Scope, Depends(scope_query)]

@@ -210,3 +210,10 @@ def test_row_ranges_less_excluded_ranges() -> None:
     excluded = np.array([[2, 4], [9, 21], [29, 40]], dtype=np.int64)
     assert ranges.without(excluded).bounds.tolist() == [[0, 2], [4, 9], [21, 29]]
     assert ranges.without(np.zeros((0, 2), dtype=np.int64)).bounds.tolist() == [[0, 10], [20, 30]]
+
+
+def test_empty_filter_values_are_no_filter(client: TestClient) -> None:
+    given = client.get("/api/search", params={"q": QUESTION, "doc": "", "folder": "", "format": ""})
+    plain = client.get("/api/search", params={"q": QUESTION})
+    assert _passage_docs(given.json()) == _passage_docs(plain.json())
+    assert Scope(doc="", folder="", format="") == Scope()

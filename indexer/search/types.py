@@ -22,6 +22,12 @@ class Scope:
     folder: str | None = None
     format: str | None = None
 
+    def __post_init__(self) -> None:
+        # An empty value (`?doc=` in a URL, say) is no filter.
+        for name in ("doc", "folder", "format"):
+            if not getattr(self, name):
+                object.__setattr__(self, name, None)
+
     def __bool__(self) -> bool:
         return any((self.doc, self.folder, self.format))
 
