@@ -359,7 +359,7 @@ class Searcher:
         if scope.format is not None and scope.format not in (formats := self._store.formats()):
             raise InvalidQuery(f"format must be one of {', '.join(formats)} (in this index)")
         allowed = RowRanges(self._store.scope_ranges(scope.doc, scope.folder_prefix, scope.format))
-        if scope.doc is not None and allowed.count == 0 and scope == Scope(doc=scope.doc):
+        if allowed.count == 0 and scope.doc is not None and not self._store.has_document(scope.doc):
             raise DocumentNotFound(f"no document {scope.doc!r} in the index")
         with self._scope_lock:
             if len(self._scopes) >= SCOPE_CACHE:

@@ -458,6 +458,11 @@ class MetadataStore:
                     found.append((int(first), int(last) + 1))
         return np.array(sorted(found), dtype=np.int64).reshape(-1, 2)
 
+    def has_document(self, doc_id: str) -> bool:
+        with self._reading():
+            found = self._db.execute("SELECT 1 FROM documents WHERE doc_id = ?", (doc_id,))
+            return found.fetchone() is not None
+
     def formats(self) -> list[str]:
         """The formats of the indexed documents, sorted."""
         with self._reading():

@@ -217,3 +217,10 @@ def test_empty_filter_values_are_no_filter(client: TestClient) -> None:
     plain = client.get("/api/search", params={"q": QUESTION})
     assert _passage_docs(given.json()) == _passage_docs(plain.json())
     assert Scope(doc="", folder="", format="") == Scope()
+
+
+def test_an_unknown_document_is_404_with_other_filters_too(client: TestClient) -> None:
+    response = client.get("/api/ask", params={"q": QUESTION, "doc": "gone.txt", "folder": "sub"})
+    assert response.status_code == 404
+    outside = client.get("/api/ask", params={"q": QUESTION, "doc": "coast.md", "folder": "sub"})
+    assert outside.status_code == 200 and outside.json()["passages"] == []
