@@ -227,7 +227,7 @@ def info(as_json: bool, index_dir: Path | None) -> None:
     "--watch",
     "watch_folder",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Index FOLDER first, then re-index it whenever its files change; the server "
+    help="Index this folder first, then re-index it whenever its files change; the server "
     "answers from each new index without a restart.",
 )
 def serve(
