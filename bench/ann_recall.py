@@ -33,7 +33,7 @@ from common import DEFAULT_SCIFACT, indexed_texts, machine_note, print_table, wr
 from indexer.embedding import Embedder, EmbeddingCache, load_embedder
 from indexer.evaluation import EvalSet, default_cache_dir, load_eval_set, workspace_for
 from indexer.settings import Settings
-from indexer.store import PASSAGE_VECTORS, Manifest, current_generation
+from indexer.store import PASSAGE_VECTORS, Manifest, current_generation, live_segments
 from indexer.text import text_hash
 from indexer.vectors import ANN_OVERSAMPLE, AnnConfig
 
@@ -52,13 +52,10 @@ def structures(rows: int) -> list[AnnConfig]:
     ]
 
 
-def passage_vectors(generation: Path) -> np.ndarray:
-    """The generation's passage vectors (this format's .npy, or format 1's .faiss)."""
-    npy = generation / PASSAGE_VECTORS
-    if npy.is_file():
-        return np.asarray(np.load(npy), dtype=np.float32)
-    flat = faiss.read_index(str(generation / "passages.faiss"))
-    return np.asarray(flat.reconstruct_n(0, flat.ntotal), dtype=np.float32)
+def passage_vectors(index_dir: Path) -> np.ndarray:
+    """The passage vectors of the index's live segments, in row order."""
+    parts = [np.load(segment / PASSAGE_VECTORS) for segment in live_segments(index_dir)]
+    return np.asarray(np.concatenate(parts), dtype=np.float32)
 
 
 def cached_passage_vectors(
@@ -145,7 +142,7 @@ def main() -> None:
         if generation is not None:
             manifest = Manifest.read(generation)
             assert (manifest.model, manifest.backend) == (settings.model, settings.backend)
-            vectors, note = passage_vectors(generation), "the index"
+            vectors, note = passage_vectors(index_dir), "the index"
         else:
             vectors, passages = cached_passage_vectors(eval_set, index_dir, settings, embedder)
             note = f"the embedding cache of an index being built ({passages} passages)"

@@ -1,33 +1,37 @@
-"""The lexical index: BM25 over pre-analysed terms (bm25s), scored from its postings.
+"""The lexical index: BM25 over pre-analysed terms, scored from term-frequency postings.
 
-bm25s stores, per term, the BM25 score of every row holding it (a CSC matrix). A question
-is scored by reading the postings of its terms only, so the work grows with how many rows
-hold those terms, not with the size of the collection.
+Each segment of an index stores, per term, the rows holding it and how often (its postings),
+and each row's length. A question is scored at search time from the postings of its terms
+only, with the collection statistics (row count, mean length, document frequency) summed
+over every segment: the scores are those of one BM25 index over all the rows, however the
+rows are split into segments. Rows of deleted documents still count in the statistics until
+their segment is merged away, as in Lucene.
 """
 
 from __future__ import annotations
 
 import json
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import bm25s
 import numpy as np
 
 from indexer.errors import REBUILD_HINT, IndexCorrupt
-from indexer.ranking import RowScores, best_of
+from indexer.ranking import RowRanges, RowScores, best_of
 
 # Anserini's BM25 parameters; on SQuAD part A they beat bm25s' defaults (1.5, 0.75).
 BM25_K1 = 0.9
 BM25_B = 0.4
-# What bm25s saves in a lexical folder.
-LEXICAL_FILES = (
-    "params.index.json",
-    "vocab.index.json",
-    "data.csc.index.npy",
-    "indices.csc.index.npy",
-    "indptr.csc.index.npy",
-)
+LEXICAL_FORMAT = 1
+PARAMS = "params.json"
+VOCABULARY = "vocabulary.json"
+# The arrays of a lexical folder: per term where its postings start (then the total), per
+# posting its row and term frequency, per row its length in terms.
+ARRAYS = ("term_starts.npy", "posting_rows.npy", "posting_counts.npy", "row_lengths.npy")
+LEXICAL_FILES = (PARAMS, VOCABULARY, *ARRAYS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,10 @@ class LexicalMatches:
 
     rows: np.ndarray  # int64, ascending
     scores: np.ndarray  # float32
+
+    @classmethod
+    def empty(cls) -> LexicalMatches:
+        return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
 
     def top(self, n: int) -> RowScores:
         """The `n` best rows, best first."""
@@ -64,52 +72,153 @@ class LexicalMatches:
         return LexicalMatches(self.rows[keep], self.scores[keep])
 
 
-class LexicalIndex:
-    """BM25 over rows of terms: the best rows for a question, or the scores of given rows."""
+class LexicalSegment:
+    """One segment's postings, memory-mapped read-only."""
 
-    def __init__(self, bm25: bm25s.BM25 | None) -> None:
-        self._bm25 = bm25
-        # Plain views of the (memory-mapped) score matrix: no np.memmap bookkeeping per read.
-        matrix = bm25.scores if bm25 is not None else {}
-        self._indptr, self._indices, self._data = (
-            np.asarray(matrix.get(name, np.zeros(1, dtype=np.int64)))
-            for name in ("indptr", "indices", "data")
-        )
+    def __init__(
+        self,
+        vocabulary: dict[str, int],
+        term_starts: np.ndarray,
+        posting_rows: np.ndarray,
+        posting_counts: np.ndarray,
+        row_lengths: np.ndarray,
+    ) -> None:
+        self.vocabulary = vocabulary
+        self._term_starts = term_starts
+        self._posting_rows = posting_rows
+        self._posting_counts = posting_counts
+        self.row_lengths = row_lengths
+        self.total_length = float(row_lengths.sum(dtype=np.float64))
 
     @classmethod
-    def open(cls, path: Path, count: int) -> LexicalIndex:
-        """The index over `count` rows saved at `path`, memory-mapped.
+    def empty(cls) -> LexicalSegment:
+        nothing = np.zeros(0, dtype=np.float32)
+        return cls({}, np.zeros(1, dtype=np.int64), nothing, nothing, nothing)
 
-        An empty collection has no folder; for any other, a missing folder is IndexCorrupt.
-        """
+    @classmethod
+    def open(cls, path: Path, count: int) -> LexicalSegment:
+        """The postings of `count` rows saved at `path` (an empty collection has no folder)."""
         check_lexical(path, count)
         if count == 0 and not path.exists():
-            return cls(None)
+            return cls.empty()
         try:
-            return cls(bm25s.BM25.load(str(path), mmap=True, show_progress=False))
+            vocabulary = json.loads((path / VOCABULARY).read_text(encoding="utf-8"))
+            # Plain views of the memory maps: no np.memmap bookkeeping on each read.
+            arrays = [np.load(path / name, mmap_mode="r").view(np.ndarray) for name in ARRAYS]
         except (OSError, ValueError) as error:
             message = f"lexical index {path} is unreadable: {error}; {REBUILD_HINT}"
             raise IndexCorrupt(message) from error
+        term_starts, posting_rows, posting_counts, row_lengths = arrays
+        if (
+            not isinstance(vocabulary, dict)
+            or len(term_starts) != len(vocabulary) + 1
+            or len(row_lengths) != count
+            or len(posting_rows) != len(posting_counts)
+            or (len(term_starts) and int(term_starts[-1]) != len(posting_rows))
+        ):
+            raise IndexCorrupt(f"lexical index {path} is inconsistent; {REBUILD_HINT}")
+        return cls(vocabulary, term_starts, posting_rows, posting_counts, row_lengths)
 
     @staticmethod
-    def write(path: Path, rows: list[list[str]]) -> None:
-        """Index the rows' terms and save them at `path` (nothing for an empty collection)."""
-        if rows:
-            bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B)
-            bm25.index(rows, show_progress=False)
-            bm25.save(str(path), show_progress=False)
+    def write(path: Path, rows: Iterable[Sequence[str]]) -> int:
+        """Save the postings of the rows' terms at `path`; return how many rows there were.
+
+        An empty collection writes nothing.
+        """
+        vocabulary: dict[str, int] = {}
+        term_ids, posting_rows, posting_counts = array("q"), array("q"), array("f")
+        lengths = array("f")
+        for row, terms in enumerate(rows):
+            lengths.append(len(terms))
+            for term, count in Counter(terms).items():
+                term_ids.append(vocabulary.setdefault(term, len(vocabulary)))
+                posting_rows.append(row)
+                posting_counts.append(count)
+        if not lengths:
+            return 0
+        by_term = np.argsort(np.frombuffer(term_ids, dtype=np.int64), kind="stable")
+        term_starts = np.zeros(len(vocabulary) + 1, dtype=np.int64)
+        np.cumsum(
+            np.bincount(np.frombuffer(term_ids, dtype=np.int64), minlength=len(vocabulary)),
+            out=term_starts[1:],
+        )
+        path.mkdir(parents=True, exist_ok=True)
+        np.save(path / ARRAYS[0], term_starts)
+        np.save(path / ARRAYS[1], np.frombuffer(posting_rows, dtype=np.int64)[by_term])
+        np.save(path / ARRAYS[2], np.frombuffer(posting_counts, dtype=np.float32)[by_term])
+        np.save(path / ARRAYS[3], np.frombuffer(lengths, dtype=np.float32))
+        (path / VOCABULARY).write_text(json.dumps(vocabulary), encoding="utf-8")
+        params = {"format": LEXICAL_FORMAT, "rows": len(lengths), "terms": len(vocabulary)}
+        (path / PARAMS).write_text(json.dumps(params), encoding="utf-8")
+        return len(lengths)
 
     def __len__(self) -> int:
-        return 0 if self._bm25 is None else int(self._bm25.scores["num_docs"])
+        return len(self.row_lengths)
+
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """The rows holding `term` (ascending) and how often each holds it."""
+        token = self.vocabulary.get(term)
+        if token is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        start, end = int(self._term_starts[token]), int(self._term_starts[token + 1])
+        return self._posting_rows[start:end], self._posting_counts[start:end]
+
+
+class LexicalIndex:
+    """BM25 over the rows of one or more segments (rows numbered segment after segment).
+
+    `deleted` rows (of replaced or removed documents) never match.
+    """
+
+    def __init__(
+        self, segments: Sequence[LexicalSegment] = (), deleted: RowRanges | None = None
+    ) -> None:
+        self._segments = list(segments)
+        self._bases = np.cumsum([0] + [len(s) for s in self._segments])
+        rows = int(self._bases[-1])
+        self._mean_length = (
+            sum(s.total_length for s in self._segments) / rows if rows else 1.0
+        ) or 1.0
+        self._deleted = deleted if deleted is not None and deleted.count else None
+
+    @classmethod
+    def open(cls, path: Path, count: int) -> LexicalIndex:
+        """The index of one segment of `count` rows saved at `path`."""
+        return cls([LexicalSegment.open(path, count)])
+
+    @staticmethod
+    def write(path: Path, rows: Iterable[Sequence[str]]) -> int:
+        return LexicalSegment.write(path, rows)
+
+    def __len__(self) -> int:
+        return int(self._bases[-1])
 
     def match(self, terms: list[str]) -> LexicalMatches:
         """Every row holding one of `terms`, with its BM25 score (from the terms' postings)."""
-        rows, scores = self._postings(terms)
-        if len(rows) == 0:
-            return LexicalMatches(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
-        unique, slot = np.unique(rows, return_inverse=True)
-        summed = np.bincount(slot.reshape(-1), weights=scores).astype(np.float32)
-        return LexicalMatches(unique, summed)
+        rows_parts: list[np.ndarray] = []
+        score_parts: list[np.ndarray] = []
+        total_rows = len(self)
+        for term in dict.fromkeys(terms):
+            found = [(base, segment, *segment.postings(term)) for base, segment in self._located()]
+            frequency = sum(len(rows) for _, _, rows, _ in found)
+            if frequency == 0:
+                continue
+            idf = np.log1p((total_rows - frequency + 0.5) / (frequency + 0.5))
+            for base, segment, rows, counts in found:
+                if len(rows) == 0:
+                    continue
+                lengths = segment.row_lengths[rows]
+                norm = BM25_K1 * ((1 - BM25_B) + BM25_B * lengths / self._mean_length)
+                rows_parts.append(rows.astype(np.int64) + base)
+                score_parts.append(idf * counts / (norm + counts))
+        if not rows_parts:
+            return LexicalMatches.empty()
+        unique, slot = np.unique(np.concatenate(rows_parts), return_inverse=True)
+        summed = np.bincount(slot.reshape(-1), weights=np.concatenate(score_parts))
+        matches = LexicalMatches(unique, summed.astype(np.float32))
+        if self._deleted is not None:
+            matches = matches.only(~self._deleted.contains(matches.rows))
+        return matches
 
     def top(self, terms: list[str], n: int) -> RowScores:
         """The `n` rows with the highest BM25 score for `terms`, best first (scores > 0)."""
@@ -119,38 +228,14 @@ class LexicalIndex:
         """The BM25 score of `terms` for each of `rows`, in their order."""
         return self.match(terms).score(rows)
 
-    def _postings(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        parts = list(self._term_postings(terms))
-        if not parts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        return (
-            np.concatenate([rows for rows, _ in parts]),
-            np.concatenate([scores for _, scores in parts]),
-        )
-
-    def _term_postings(self, terms: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(rows, scores) of each distinct known term."""
-        if self._bm25 is None:
-            return []
-        vocabulary = self._bm25.vocab_dict
-        indptr, indices, data = self._indptr, self._indices, self._data
-        postings = []
-        for term in dict.fromkeys(terms):
-            token = vocabulary.get(term)
-            if token is None:
-                continue
-            start, end = int(indptr[token]), int(indptr[token + 1])
-            postings.append(
-                (
-                    np.asarray(indices[start:end], dtype=np.int64),
-                    np.asarray(data[start:end], dtype=np.float32),
-                )
-            )
-        return postings
+    def _located(self) -> list[tuple[int, LexicalSegment]]:
+        return [
+            (int(base), segment) for base, segment in zip(self._bases, self._segments, strict=False)
+        ]
 
 
 def check_lexical(path: Path, count: int) -> None:
-    """IndexCorrupt unless `path` holds a bm25s index over `count` rows (files and params)."""
+    """IndexCorrupt unless `path` holds a lexical index over `count` rows (files and params)."""
     if count == 0 and not path.exists():
         return  # an empty collection has no lexical index
     if not path.is_dir():
@@ -159,12 +244,12 @@ def check_lexical(path: Path, count: int) -> None:
     if missing:
         raise IndexCorrupt(f"lexical index {path} lacks {', '.join(missing)}; {REBUILD_HINT}")
     try:
-        params = json.loads((path / "params.index.json").read_text(encoding="utf-8"))
-        documents = params["num_docs"]
+        params = json.loads((path / PARAMS).read_text(encoding="utf-8"))
+        rows, version = params["rows"], params["format"]
     except (OSError, ValueError, TypeError, KeyError) as error:
         message = f"lexical index {path} is unreadable: {error}; {REBUILD_HINT}"
         raise IndexCorrupt(message) from error
-    if documents != count:
-        raise IndexCorrupt(
-            f"lexical index {path} covers {documents} texts, not {count}; {REBUILD_HINT}"
-        )
+    if version != LEXICAL_FORMAT:
+        raise IndexCorrupt(f"lexical index {path} has format {version}; {REBUILD_HINT}")
+    if rows != count:
+        raise IndexCorrupt(f"lexical index {path} covers {rows} texts, not {count}; {REBUILD_HINT}")

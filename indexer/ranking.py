@@ -83,6 +83,15 @@ class RowRanges:
                 kept.append((start, int(end)))
         return RowRanges(np.array(kept, dtype=np.int64).reshape(-1, 2))
 
+    def clipped(self, start: int, end: int) -> RowRanges:
+        """The part of these ranges inside [start, end), shifted so that `start` is row 0."""
+        bounds = np.clip(self.bounds, start, end) - start
+        return RowRanges(bounds[bounds[:, 1] > bounds[:, 0]].reshape(-1, 2))
+
+    def shifted(self, offset: int) -> RowRanges:
+        """The same ranges with `offset` added to every row."""
+        return RowRanges(self.bounds + offset)
+
     def slices(self, chunk: int) -> list[tuple[int, int]]:
         """The ranges cut into [start, end) pieces of at most `chunk` rows."""
         return [

@@ -21,7 +21,6 @@ import threadpoolctl
 from indexer.answer import is_authorship_question
 from indexer.embedding import Embedder, load_embedder
 from indexer.errors import DocumentNotFound, IndexCorrupt, InvalidQuery, ModelMismatch
-from indexer.lexical import LexicalIndex
 from indexer.models import (
     NO_ANSWER_MESSAGE,
     AskResult,
@@ -35,20 +34,10 @@ from indexer.search.answering import AnswerStage
 from indexer.search.candidates import CANDIDATES, CandidateStage
 from indexer.search.fusion import FusionStage, FusionWeights
 from indexer.search.types import MODES, Candidates, Fused, Mode, Query, Scope
+from indexer.segments import SegmentedIndex
 from indexer.settings import Settings
-from indexer.store import (
-    LEXICAL,
-    PASSAGE_VECTORS,
-    SENTENCE_LEXICAL,
-    SENTENCE_VECTORS,
-    Manifest,
-    MetadataStore,
-    file_stamps,
-    read_sentence_offsets,
-    require_generation,
-)
+from indexer.store import Manifest, file_stamps, require_generation
 from indexer.text import lexical_terms
-from indexer.vectors import AnnConfig, FaissVectorIndex
 
 __all__ = [
     "ANSWER_THRESHOLDS",
@@ -116,8 +105,8 @@ class Searcher:
         self.index_dir = index_dir
         self.generation = generation
         self.manifest = Manifest.read(generation)
-        self._stamps = file_stamps(generation)
         self.manifest.check_compatible()
+        self._stamps = file_stamps(generation, self.manifest)
         if embedder is not None and (embedder.model_name, embedder.backend) != (
             self.manifest.model,
             self.manifest.backend,
@@ -145,51 +134,31 @@ class Searcher:
         self.weights = weights or FusionWeights()
         if ann_min_passages is None:
             ann_min_passages = Settings().ann_min_passages
-        ann = (
-            AnnConfig.from_dict(self.manifest.ann)
-            if self.manifest.ann is not None and self.manifest.passages >= ann_min_passages
-            else None
-        )
-        self._store = MetadataStore.open(generation)
+        index = SegmentedIndex.open(generation, self.manifest, ann_min_passages)
+        self._store = index.store
         self._scopes: dict[Scope, RowRanges] = {}
         self._scope_lock = threading.Lock()
         try:
-            self._open_structures(generation, ann, candidates_per_signal)
+            self._wire_stages(index, candidates_per_signal)
         except BaseException:
-            self._store.close()
+            index.close()
             raise
 
-    def _open_structures(
-        self, generation: Path, ann: AnnConfig | None, candidates_per_signal: int
-    ) -> None:
-        # A plain view of the memory map: no np.memmap bookkeeping on each read.
-        offsets = read_sentence_offsets(generation).view(np.ndarray)
-        passage_vectors = FaissVectorIndex.open(generation / PASSAGE_VECTORS, ann)
-        sentence_vectors = FaissVectorIndex.open(generation / SENTENCE_VECTORS)
-        passages = len(offsets) - 1
-        sentences = int(offsets[-1])
-        if (
-            len(passage_vectors) != passages
-            or len(sentence_vectors) != sentences
-            or self._store.counts()[1] != passages
-        ):
-            raise IndexCorrupt(f"index at {generation} is inconsistent: vector counts differ")
-        self.uses_ann = passage_vectors.uses_ann
-        self._passages = passages
+    def _wire_stages(self, index: SegmentedIndex, candidates_per_signal: int) -> None:
+        self.uses_ann = index.passage_vectors.uses_ann
+        self._passages = self._store.rows
         self._layout = self._store.document_layout()
-        lexical = LexicalIndex.open(generation / LEXICAL, passages)
-        sentence_lexical = LexicalIndex.open(generation / SENTENCE_LEXICAL, sentences)
         w = self.weights
         self._candidates = CandidateStage(
-            passage_vectors,
-            lexical,
-            sentence_lexical,
-            offsets,
+            index.passage_vectors,
+            index.lexical,
+            index.sentence_lexical,
+            index.sentence_offsets,
             w.passage,
             w.lexical,
             candidates_per_signal,
         )
-        self._fusion = FusionStage(sentence_vectors, offsets, w)
+        self._fusion = FusionStage(index.sentence_vectors, index.sentence_offsets, w)
         self._answer = AnswerStage(self._store, self.answer_threshold)
 
     @classmethod
@@ -220,13 +189,13 @@ class Searcher:
                 f"the index generation this server opened ({self.generation.name}) was "
                 "removed; rebuild the index with `paracite index <folder> --rebuild`"
             )
-        if file_stamps(self.generation) != self._stamps:
+        if file_stamps(self.generation, self.manifest) != self._stamps:
             raise IndexCorrupt(
                 f"files of the index generation {self.generation} changed after it was opened "
-                "(generations are never modified); rebuild the index with `paracite index "
-                "<folder> --rebuild`"
+                "(generations and segments are never modified); rebuild the index with "
+                "`paracite index <folder> --rebuild`"
             )
-        self._store.counts()
+        self._store.check_counts()
 
     # -- questions ---------------------------------------------------------------------------
 

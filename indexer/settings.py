@@ -86,9 +86,19 @@ class Settings(BaseSettings):
         50_000,
         ge=0,
         description=(
-            "Indexes with at least this many passages get an approximate (ANN) vector index, "
-            "built by `paracite index` and searched by questions; smaller ones are searched "
-            "exactly. 0 forces ANN on."
+            "Index segments with at least this many passages get an approximate (ANN) vector "
+            "index, built by `paracite index` and searched by questions; smaller ones are "
+            "searched exactly. 0 forces ANN on."
+        ),
+    )
+    segments_per_tier: int = Field(
+        10,
+        ge=2,
+        le=100,
+        description=(
+            "An indexing run writes its new and changed files as a new segment of the index; "
+            "when this many segments are of about the same size (within a factor of ten), "
+            "the run merges them into one."
         ),
     )
     host: str = Field("127.0.0.1", description="Address `paracite serve` listens on.")

@@ -1,19 +1,25 @@
-"""The index folder: self-describing, written as generations and switched atomically.
+"""The index folder: immutable segments, listed by generations that are switched atomically.
 
 Layout of an index folder::
 
     CURRENT                 name of the live generation, replaced atomically
     lock                    held (flock) by the one indexing run allowed at a time
     cache/                  embedding cache per model and backend
-    gen-<stamp>/            one complete generation
-        manifest.json       format version, model, dimension, chunking, counts, ANN structure
+    gen-<stamp>/            one generation: the segments that make up the index at one time
+        manifest.json       format version, model, dimension, chunking, live counts, and each
+                            segment with its counts, ANN structure and deleted documents
+    segments/seg-<stamp>/   one segment: documents written by one indexing run or merge,
+                            never modified afterwards (rows numbered from 0 in each segment)
         meta.sqlite         documents, blocks, passages, sentences
         passages.npy        one float32 vector per passage (row = passage id), memory-mapped
         passages.ann.faiss  FAISS ANN structure over the passage vectors (large indexes only)
         sentences.npy       one float32 vector per sentence (row = sentence id), memory-mapped
         passage-sentences.npy  int64: where each passage's sentences start, then the total
-        lexical/            bm25s index over title + section + passage text
-        lexical-sentences/  bm25s index over each sentence
+        lexical/            BM25 postings over title + section + passage text
+        lexical-sentences/  BM25 postings over each sentence
+
+An indexing run that changes a few files writes one new segment for them and a generation
+that lists it beside the old segments, with the replaced documents marked deleted in theirs.
 
 The SQL of paracite lives here alone, behind `MetadataStore`.
 """
@@ -52,8 +58,10 @@ from indexer.models import (
 from indexer.vectors import SENTENCE_DTYPE, ann_path_of, check_vector_file
 
 # 2: vectors as memory-mapped .npy files, an optional ANN structure, sentence offsets.
-FORMAT_VERSION = 2
+# 3: segments with deletions; BM25 postings with term frequencies, scored at search time.
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
+SEGMENTS = "segments"
 META = "meta.sqlite"
 PASSAGE_VECTORS = "passages.npy"  # with passages.ann.faiss beside it on large indexes
 SENTENCE_VECTORS = "sentences.npy"
@@ -90,8 +98,43 @@ CREATE INDEX passages_by_doc ON passages (doc_id, paragraph);
 
 
 @dataclass(frozen=True, slots=True)
+class SegmentEntry:
+    """A segment as a generation lists it: what its files hold and which documents of it
+    were deleted (replaced or removed) since it was written."""
+
+    name: str
+    documents: int
+    passages: int
+    sentences: int
+    # The ANN structure over its passage vectors (AnnConfig.to_dict), None when there is none.
+    ann: dict[str, Any] | None = None
+    deleted: tuple[str, ...] = ()
+    deleted_passages: int = 0
+    deleted_sentences: int = 0
+
+    @property
+    def live_documents(self) -> int:
+        return self.documents - len(self.deleted)
+
+    @property
+    def live_passages(self) -> int:
+        return self.passages - self.deleted_passages
+
+    @property
+    def live_sentences(self) -> int:
+        return self.sentences - self.deleted_sentences
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "deleted": list(self.deleted)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegmentEntry:
+        return cls(**{**data, "deleted": tuple(data.get("deleted", ()))})
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
-    """What an index generation says about itself."""
+    """What an index generation says about itself (counts are of live documents)."""
 
     format_version: int
     model: str
@@ -104,20 +147,30 @@ class Manifest:
     built_at: str
     # How sentence vectors were made (see indexer.embedding); older indexes made them alone.
     sentence_vectors: str = "standalone"
-    # The ANN structure over passage vectors (AnnConfig.to_dict), None when there is none.
-    ann: dict[str, Any] | None = None
+    segments: tuple[SegmentEntry, ...] = ()
 
     @classmethod
     def read(cls, generation: Path) -> Manifest:
+        """The generation's manifest; ModelMismatch when it is of another format version."""
         try:
             data = json.loads((generation / MANIFEST).read_text(encoding="utf-8"))
-            return cls(**data)
-        except (OSError, ValueError, TypeError) as error:
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            _check_format_version(data.get("format_version"))
+            segments = tuple(SegmentEntry.from_dict(entry) for entry in data.pop("segments", ()))
+            return cls(**data, segments=segments)
+        except (OSError, ValueError, TypeError, AttributeError) as error:
             message = f"index manifest in {generation} is unreadable: {error}; {REBUILD_HINT}"
             raise IndexCorrupt(message) from error
 
     def write(self, generation: Path) -> None:
-        (generation / MANIFEST).write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+        data = {**asdict(self), "segments": [entry.to_dict() for entry in self.segments]}
+        (generation / MANIFEST).write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+    @property
+    def rows(self) -> int:
+        """Passage rows over all segments, deleted ones included."""
+        return sum(entry.passages for entry in self.segments)
 
     def stats(self, index_dir: Path) -> IndexStats:
         return IndexStats(
@@ -135,17 +188,21 @@ class Manifest:
         )
 
     def check_compatible(self, model: str | None = None, backend: str | None = None) -> None:
-        if self.format_version != FORMAT_VERSION:
-            raise ModelMismatch(
-                f"index format version {self.format_version} is not supported "
-                f"(this paracite reads version {FORMAT_VERSION}); rebuild it with "
-                "`paracite index --rebuild`"
-            )
+        _check_format_version(self.format_version)
         if model is not None and (model, backend) != (self.model, self.backend):
             raise ModelMismatch(
                 f"index was built with model {self.model!r} ({self.backend}), not {model!r} "
                 f"({backend}); re-index with `paracite index --rebuild` to switch models"
             )
+
+
+def _check_format_version(version: object) -> None:
+    if version != FORMAT_VERSION:
+        raise ModelMismatch(
+            f"index format version {version} is not supported "
+            f"(this paracite reads version {FORMAT_VERSION}); rebuild it with "
+            "`paracite index --rebuild`"
+        )
 
 
 def read_stats(index_dir: Path) -> IndexStats:
@@ -164,43 +221,81 @@ def check_index(index_dir: Path) -> IndexStats:
     return manifest.stats(index_dir)
 
 
-def check_generation(generation: Path, manifest: Manifest) -> None:
-    """IndexCorrupt unless the generation's files are all there and agree with its manifest.
-
-    Cheap: a few stat calls, file headers and two small queries; it does not read the vectors.
-    """
-    check_meta(generation, manifest)
-    passages, sentences, dimension = manifest.passages, manifest.sentences, manifest.dimension
-    check_vector_file(generation / PASSAGE_VECTORS, (passages, dimension), np.float32)
-    check_vector_file(generation / SENTENCE_VECTORS, (sentences, dimension), SENTENCE_DTYPE)
-    check_vector_file(generation / SENTENCE_OFFSETS, (passages + 1,), np.int64)
-    ann = ann_path_of(generation / PASSAGE_VECTORS)
-    if manifest.ann is not None and not ann.is_file():
-        raise IndexCorrupt(f"ANN index {ann} is missing; {REBUILD_HINT}")
-    check_lexical(generation / LEXICAL, passages)
-    check_lexical(generation / SENTENCE_LEXICAL, sentences)
-
-
-def check_meta(generation: Path, manifest: Manifest) -> None:
-    """IndexCorrupt unless the metadata opens and holds the manifest's documents and passages."""
-    with MetadataStore.open(generation) as store:
-        documents, passages = store.counts()
-    if (documents, passages) != (manifest.documents, manifest.passages):
+def segment_path(index_dir: Path, name: str) -> Path:
+    """The folder of a segment, by the name a manifest gives it."""
+    if not re.fullmatch(r"seg-[\w.-]+", name):
         raise IndexCorrupt(
-            f"index at {generation} is inconsistent: {META} holds {documents} documents and "
-            f"{passages} passages, the manifest {manifest.documents} and {manifest.passages}; "
+            f"index at {index_dir} lists a malformed segment {name!r}; {REBUILD_HINT}"
+        )
+    return index_dir / SEGMENTS / name
+
+
+def segment_paths(generation: Path, manifest: Manifest) -> list[Path]:
+    """The folders of a generation's segments, in row order."""
+    return [segment_path(generation.parent, entry.name) for entry in manifest.segments]
+
+
+def live_segments(index_dir: Path) -> list[Path]:
+    """The folders of the live generation's segments, in row order."""
+    generation = require_generation(index_dir)
+    return segment_paths(generation, Manifest.read(generation))
+
+
+def check_generation(generation: Path, manifest: Manifest) -> None:
+    """IndexCorrupt unless the generation's segments are all there and agree with its manifest.
+
+    Cheap: a few stat calls, file headers and two small queries per segment; it does not read
+    the vectors.
+    """
+    live = (
+        sum(e.live_documents for e in manifest.segments),
+        sum(e.live_passages for e in manifest.segments),
+        sum(e.live_sentences for e in manifest.segments),
+    )
+    if live != (manifest.documents, manifest.passages, manifest.sentences):
+        raise IndexCorrupt(
+            f"index manifest in {generation} is inconsistent: its segments hold {live[0]} "
+            f"documents, {live[1]} passages and {live[2]} sentences, its totals say "
+            f"{manifest.documents}, {manifest.passages} and {manifest.sentences}; {REBUILD_HINT}"
+        )
+    for entry, folder in zip(manifest.segments, segment_paths(generation, manifest), strict=True):
+        check_segment(folder, entry, manifest.dimension)
+
+
+def check_segment(folder: Path, entry: SegmentEntry, dimension: int) -> None:
+    """IndexCorrupt unless a segment's files are all there and agree with its entry."""
+    if not folder.is_dir():
+        raise IndexCorrupt(f"index segment {folder} is missing; {REBUILD_HINT}")
+    with MetadataStore.open(folder) as store:
+        documents, passages = store.counts()
+    if (documents, passages) != (entry.documents, entry.passages):
+        raise IndexCorrupt(
+            f"index segment {folder} is inconsistent: {META} holds {documents} documents and "
+            f"{passages} passages, the manifest {entry.documents} and {entry.passages}; "
             f"{REBUILD_HINT}"
         )
+    passages, sentences = entry.passages, entry.sentences
+    check_vector_file(folder / PASSAGE_VECTORS, (passages, dimension), np.float32)
+    check_vector_file(folder / SENTENCE_VECTORS, (sentences, dimension), SENTENCE_DTYPE)
+    check_vector_file(folder / SENTENCE_OFFSETS, (passages + 1,), np.int64)
+    ann = ann_path_of(folder / PASSAGE_VECTORS)
+    if entry.ann is not None and not ann.is_file():
+        raise IndexCorrupt(f"ANN index {ann} is missing; {REBUILD_HINT}")
+    check_lexical(folder / LEXICAL, passages)
+    check_lexical(folder / SENTENCE_LEXICAL, sentences)
 
 
-def file_stamps(generation: Path) -> dict[str, tuple[int, int]]:
-    """Size and modification time of every file of a generation (they never change once live)."""
+def file_stamps(generation: Path, manifest: Manifest) -> dict[str, tuple[int, int]]:
+    """Size and modification time of every file of a generation and its segments (they never
+    change once live)."""
     stamps = {}
     with reading(generation):
-        for path in sorted(generation.rglob("*")):
-            if path.is_file():
-                stat = path.stat()
-                stamps[path.relative_to(generation).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+        for folder in [generation, *segment_paths(generation, manifest)]:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    stat = path.stat()
+                    name = path.relative_to(generation.parent).as_posix()
+                    stamps[name] = (stat.st_size, stat.st_mtime_ns)
     return stamps
 
 
@@ -235,19 +330,46 @@ def require_generation(index_dir: Path) -> Path:
     return generation
 
 
+def _unique_stamp() -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"
+
+
 def new_generation(index_dir: Path) -> Path:
     """A fresh, empty, not-yet-live generation folder."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    generation = index_dir / f"gen-{stamp}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}.tmp"
+    generation = index_dir / f"gen-{_unique_stamp()}.tmp"
     generation.mkdir(parents=True)
     return generation
 
 
-def publish_generation(index_dir: Path, staged: Path) -> Path:
-    """Make a complete staged generation live with one atomic rename of CURRENT."""
+def new_segment(index_dir: Path) -> Path:
+    """A fresh, empty segment folder, to be written and then finished by `finish_segment`."""
+    segment = index_dir / SEGMENTS / f"seg-{_unique_stamp()}.tmp"
+    segment.mkdir(parents=True)
+    return segment
+
+
+def finish_segment(staged: Path) -> str:
+    """Make a written segment durable under its final name (no generation lists it yet)."""
     final = staged.with_name(staged.name.removesuffix(".tmp"))
     _fsync_tree(staged)
     staged.rename(final)
+    _fsync_dir(staged.parent)
+    return final.name
+
+
+def publish_generation(index_dir: Path, manifest: Manifest) -> Path:
+    """Write a generation of finished segments and make it live with one atomic rename of
+    CURRENT."""
+    staged = new_generation(index_dir)
+    try:
+        manifest.write(staged)
+        _fsync_tree(staged)
+        final = staged.with_name(staged.name.removesuffix(".tmp"))
+        staged.rename(final)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
     pointer_tmp = index_dir / f"{CURRENT}.tmp"
     with open(pointer_tmp, "w", encoding="utf-8") as handle:
         handle.write(final.name + "\n")
@@ -258,17 +380,19 @@ def publish_generation(index_dir: Path, staged: Path) -> Path:
     return final
 
 
-def prune_generations(index_dir: Path, keep: int = 2) -> None:
-    """Remove abandoned staging folders and all but the newest `keep` generations.
+def prune_generations(index_dir: Path, keep: int = 3) -> None:
+    """Remove abandoned staging folders, all but the newest `keep` generations, and the
+    segments no kept generation lists.
 
-    The previous generation is kept so a server that opened it keeps working. A broken
+    Earlier generations are kept so a server that opened one keeps working while it moves
+    to the live one (an indexing run may publish twice: its changes, then a merge). A broken
     CURRENT counts as no live generation, so that `--rebuild` can repair it.
     """
     try:
         live = current_generation(index_dir)
     except IndexCorrupt:
         live = None
-    for leftover in index_dir.glob("gen-*.tmp"):
+    for leftover in [*index_dir.glob("gen-*.tmp"), *(index_dir / SEGMENTS).glob("seg-*.tmp")]:
         shutil.rmtree(leftover, ignore_errors=True)
     finished = sorted(
         (path for path in index_dir.glob("gen-*") if path.is_dir() and path != live),
@@ -277,6 +401,15 @@ def prune_generations(index_dir: Path, keep: int = 2) -> None:
     )
     for old in finished[max(keep - 1, 0) :]:
         shutil.rmtree(old, ignore_errors=True)
+    listed: set[str] = set()
+    for generation in index_dir.glob("gen-*"):
+        try:
+            listed.update(entry.name for entry in Manifest.read(generation).segments)
+        except (IndexCorrupt, ModelMismatch):
+            continue
+    for segment in (index_dir / SEGMENTS).glob("seg-*"):
+        if segment.name not in listed:
+            shutil.rmtree(segment, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -324,26 +457,35 @@ class DocumentLayout:
         return int(np.searchsorted(self.first_passage, passage_row, side="right")) - 1
 
 
-class MetadataStore:
-    """A generation's SQLite metadata: documents, blocks, passages and sentences.
+# Leaves out the documents deleted from a segment (`?` is their ids as a JSON array).
+NOT_DELETED = "doc_id NOT IN (SELECT value FROM json_each(?))"
 
-    Opened read-only it is safe to share between threads (reads are serialised).
+
+class MetadataStore:
+    """A segment's SQLite metadata: documents, blocks, passages and sentences.
+
+    Documents `deleted` from the segment (by a later indexing run) are left out of what it
+    lists and finds by document; rows are still read by number. Opened read-only it is safe
+    to share between threads (reads are serialised).
     """
 
-    def __init__(self, db: sqlite3.Connection, generation: Path) -> None:
+    def __init__(
+        self, db: sqlite3.Connection, generation: Path, deleted: Iterable[str] = ()
+    ) -> None:
         self._db = db
         self._generation = generation
         self._lock = threading.Lock()
+        self._deleted = json.dumps(sorted(deleted))
 
     @classmethod
-    def open(cls, generation: Path) -> MetadataStore:
-        """The generation's metadata, read-only."""
+    def open(cls, generation: Path, deleted: Iterable[str] = ()) -> MetadataStore:
+        """The segment's metadata, read-only."""
         path = generation / META
         if not path.is_file():
             raise IndexCorrupt(f"index at {generation} has no {META}; {REBUILD_HINT}")
         with reading(generation):
             db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-        return cls(db, generation)
+        return cls(db, generation, deleted)
 
     @classmethod
     def create(cls, generation: Path) -> MetadataStore:
@@ -367,12 +509,14 @@ class MetadataStore:
         """The content hash, size and mtime of every stored document, by doc id."""
         with self._reading():
             rows = self._db.execute(
-                "SELECT doc_id, content_hash, size, mtime_ns FROM documents"
+                f"SELECT doc_id, content_hash, size, mtime_ns FROM documents WHERE {NOT_DELETED}",
+                (self._deleted,),
             ).fetchall()
         return {doc_id: FileRecord(h, size, mtime) for doc_id, h, size, mtime in rows}
 
     def counts(self) -> tuple[int, int]:
-        """How many documents, and how many passage rows (the highest id + 1)."""
+        """How many documents, and how many passage rows (the highest id + 1), deleted ones
+        included."""
         with self._reading():
             documents = self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
             last = self._db.execute("SELECT MAX(id) FROM passages").fetchone()[0]
@@ -434,8 +578,9 @@ class MetadataStore:
                 "WHERE (?1 IS NULL OR d.doc_id = ?1) "
                 "AND (?2 IS NULL OR substr(d.doc_id, 1, length(?2)) = ?2) "
                 "AND (?3 IS NULL OR d.format = ?3) "
+                "AND d.doc_id NOT IN (SELECT value FROM json_each(?4)) "
                 "GROUP BY p.doc_id ORDER BY 1",
-                (doc, folder_prefix, fmt),
+                (doc, folder_prefix, fmt, self._deleted),
             ).fetchall()
         merged: list[list[int]] = []
         for start, end in found:
@@ -451,28 +596,53 @@ class MetadataStore:
         with self._reading():
             for doc_id, number in paragraphs:
                 first, last = self._db.execute(
-                    "SELECT MIN(id), MAX(id) FROM passages WHERE doc_id = ? AND paragraph = ?",
-                    (doc_id, number),
+                    "SELECT MIN(id), MAX(id) FROM passages WHERE doc_id = ? AND paragraph = ? "
+                    f"AND {NOT_DELETED}",
+                    (doc_id, number, self._deleted),
                 ).fetchone()
                 if first is not None:
                     found.append((int(first), int(last) + 1))
         return np.array(sorted(found), dtype=np.int64).reshape(-1, 2)
 
+    def document_rows(self, doc_ids: Sequence[str]) -> tuple[np.ndarray, int]:
+        """The passage rows of these documents as sorted [start, end) ranges, and how many
+        sentences those passages hold (deleted or not)."""
+        ranges: list[tuple[int, int]] = []
+        sentences = 0
+        with self._reading():
+            for doc_id in doc_ids:
+                first, last, held = self._db.execute(
+                    "SELECT MIN(id), MAX(id), SUM(sentence_count) FROM passages WHERE doc_id = ?",
+                    (doc_id,),
+                ).fetchone()
+                if first is not None:
+                    ranges.append((int(first), int(last) + 1))
+                    sentences += int(held)
+        return np.array(sorted(ranges), dtype=np.int64).reshape(-1, 2), sentences
+
     def has_document(self, doc_id: str) -> bool:
         with self._reading():
-            found = self._db.execute("SELECT 1 FROM documents WHERE doc_id = ?", (doc_id,))
+            found = self._db.execute(
+                f"SELECT 1 FROM documents WHERE doc_id = ? AND {NOT_DELETED}",
+                (doc_id, self._deleted),
+            )
             return found.fetchone() is not None
 
     def formats(self) -> list[str]:
         """The formats of the indexed documents, sorted."""
         with self._reading():
-            rows = self._db.execute("SELECT DISTINCT format FROM documents ORDER BY 1")
+            rows = self._db.execute(
+                f"SELECT DISTINCT format FROM documents WHERE {NOT_DELETED} ORDER BY 1",
+                (self._deleted,),
+            )
             return [row[0] for row in rows]
 
     def documents(self) -> list[DocumentInfo]:
         with self._reading():
             rows = self._db.execute(
-                "SELECT doc_id, title, format, paragraphs, metadata FROM documents ORDER BY doc_id"
+                "SELECT doc_id, title, format, paragraphs, metadata FROM documents "
+                f"WHERE {NOT_DELETED} ORDER BY doc_id",
+                (self._deleted,),
             ).fetchall()
         return [DocumentInfo(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
@@ -481,14 +651,27 @@ class MetadataStore:
         with self._reading():
             row = self._db.execute(
                 "SELECT doc_id, title, format, paragraphs, metadata, source "
-                "FROM documents WHERE doc_id = ?",
-                (doc_id,),
+                f"FROM documents WHERE doc_id = ? AND {NOT_DELETED}",
+                (doc_id, self._deleted),
             ).fetchone()
             if row is None:
                 return None
             blocks = _read_blocks(self._db, doc_id)
         info = DocumentInfo(row[0], row[1], row[2], row[3], json.loads(row[4]))
         return DocumentView(info, blocks, row[5])
+
+    def live_documents(self) -> list[tuple[str, FileRecord, int, int]]:
+        """Every document not deleted, in row order: its id, file record, and [start, end)
+        passage rows."""
+        with self._reading():
+            rows = self._db.execute(
+                "SELECT d.doc_id, d.content_hash, d.size, d.mtime_ns, MIN(p.id), MAX(p.id) + 1 "
+                "FROM documents d JOIN passages p USING (doc_id) "
+                "WHERE d.doc_id NOT IN (SELECT value FROM json_each(?)) "
+                "GROUP BY d.doc_id ORDER BY MIN(p.id)",
+                (self._deleted,),
+            ).fetchall()
+        return [(r[0], FileRecord(r[1], r[2], r[3]), int(r[4]), int(r[5])) for r in rows]
 
     def chunked_documents(self, doc_ids: Sequence[str]) -> Iterator[ChunkedDocument]:
         """Stored documents back as chunked documents, so an unchanged file is never re-read."""

@@ -8,7 +8,7 @@ can be stored beside them; its candidates are always rescored exactly from the v
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -277,6 +277,78 @@ class FaissVectorIndex:
             rows = rows[~self._deleted[rows]]
         rows = np.sort(rows)
         return best_of(rows, self.score(query, rows), n)
+
+
+class SegmentedVectors:
+    """The vectors of several segments as one row space (rows numbered segment after segment).
+
+    Each segment is searched on its own (with its own ANN structure, if any) and the best
+    rows of all are merged; rows of deleted documents are removed from their segment.
+    """
+
+    def __init__(self, segments: Sequence[FaissVectorIndex]) -> None:
+        if not segments:
+            raise ValueError("a vector index needs at least one segment")
+        self._segments = list(segments)
+        self._bases = np.cumsum([0] + [len(s) for s in self._segments]).astype(np.int64)
+
+    @property
+    def dimension(self) -> int:
+        return self._segments[0].dimension
+
+    @property
+    def uses_ann(self) -> bool:
+        """Whether any segment is searched through an ANN structure."""
+        return any(segment.uses_ann for segment in self._segments)
+
+    def __len__(self) -> int:
+        return int(self._bases[-1])
+
+    def add(self, vectors: np.ndarray) -> np.ndarray:
+        """Append vectors to the last segment; return their row ids."""
+        rows = self._segments[-1].add(vectors) + self._bases[-2]
+        self._bases[-1] += len(rows)
+        return rows
+
+    def remove(self, rows: np.ndarray) -> None:
+        for at, local in self._split(np.asarray(rows, dtype=np.int64)):
+            self._segments[at].remove(local)
+
+    def search(self, query: np.ndarray, n: int, within: RowRanges | None = None) -> RowScores:
+        found: list[RowScores] = []
+        for at, segment in enumerate(self._segments):
+            base, end = int(self._bases[at]), int(self._bases[at + 1])
+            local_within = None
+            if within is not None:
+                local_within = within.clipped(base, end)
+                if local_within.count == 0:
+                    continue
+            best = segment.search(query, n, local_within)
+            found.append(RowScores(best.rows + base, best.scores))
+        if not found:
+            return RowScores.empty()
+        return found[0] if len(found) == 1 else _merge(found, n)
+
+    def score(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.vectors(rows) @ np.asarray(query, dtype=np.float32))
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(self._segments) == 1:
+            return self._segments[0].vectors(rows)
+        out = np.empty((len(rows), self.dimension), dtype=np.float32)
+        at = np.searchsorted(self._bases, rows, side="right") - 1
+        for segment in np.unique(at):
+            mine = at == segment
+            out[mine] = self._segments[segment].vectors(rows[mine] - self._bases[segment])
+        return out
+
+    def _split(self, rows: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """The rows of each segment, as (segment position, local rows)."""
+        at = np.searchsorted(self._bases, rows, side="right") - 1
+        return [
+            (int(segment), rows[at == segment] - self._bases[segment]) for segment in np.unique(at)
+        ]
 
 
 ANN_SUFFIX = ".ann.faiss"

@@ -26,7 +26,7 @@ from indexer.embedding import Embedder
 from indexer.errors import InvalidQuery
 from indexer.retrieval import MAX_K, MAX_QUERY_CHARS, Searcher, validate_query
 from indexer.settings import Settings
-from indexer.store import META, current_generation
+from indexer.store import META, current_generation, live_segments
 from server.app import MAX_BODY_BYTES, create_app
 from server.serving import uvicorn_config
 
@@ -362,9 +362,8 @@ def test_a_damaged_index_answers_503_and_healthz_says_why(
     healthy = client.get("/healthz")
     assert healthy.status_code == 200 and healthy.json()["status"] == "ok"
     doc_id = client.get("/api/documents").json()["documents"][0]["doc_id"]
-    generation = current_generation(index_dir)
-    assert generation is not None
-    _overwrite_middle(generation / META)
+    (segment,) = live_segments(index_dir)
+    _overwrite_middle(segment / META)
 
     health = client.get("/healthz")
     assert health.status_code == 503

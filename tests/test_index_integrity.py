@@ -15,17 +15,20 @@ from click.testing import CliRunner
 from indexer.build import build_index
 from indexer.embedding import Embedder
 from indexer.errors import IndexBusy, IndexCorrupt
+from indexer.lexical import PARAMS, VOCABULARY
 from indexer.retrieval import Searcher
 from indexer.settings import Settings
 from indexer.store import (
     CURRENT,
     LEXICAL,
+    MANIFEST,
     META,
     PASSAGE_VECTORS,
     SENTENCE_LEXICAL,
     SENTENCE_VECTORS,
     check_index,
     current_generation,
+    live_segments,
     writer_lock,
 )
 from server.cli import main
@@ -56,6 +59,11 @@ def _live(index_dir: Path) -> Path:
     return generation
 
 
+def _segment(index_dir: Path) -> Path:
+    (segment,) = live_segments(index_dir)
+    return segment
+
+
 def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
@@ -66,16 +74,18 @@ def _garbage(path: Path) -> None:
 
 # Each breaks the live generation of an index in one way.
 DAMAGE: dict[str, Callable[[Path], None]] = {
-    "meta-missing": lambda idx: (_live(idx) / META).unlink(),
-    "meta-garbage": lambda idx: _garbage(_live(idx) / META),
-    "passage-vectors-missing": lambda idx: (_live(idx) / PASSAGE_VECTORS).unlink(),
-    "passage-vectors-truncated": lambda idx: _truncate(_live(idx) / PASSAGE_VECTORS),
-    "sentence-vectors-garbage": lambda idx: _garbage(_live(idx) / SENTENCE_VECTORS),
-    "lexical-missing": lambda idx: shutil.rmtree(_live(idx) / LEXICAL),
+    "meta-missing": lambda idx: (_segment(idx) / META).unlink(),
+    "meta-garbage": lambda idx: _garbage(_segment(idx) / META),
+    "passage-vectors-missing": lambda idx: (_segment(idx) / PASSAGE_VECTORS).unlink(),
+    "passage-vectors-truncated": lambda idx: _truncate(_segment(idx) / PASSAGE_VECTORS),
+    "sentence-vectors-garbage": lambda idx: _garbage(_segment(idx) / SENTENCE_VECTORS),
+    "lexical-missing": lambda idx: shutil.rmtree(_segment(idx) / LEXICAL),
     "sentence-lexical-file-missing": lambda idx: (
-        _live(idx) / SENTENCE_LEXICAL / "vocab.index.json"
+        _segment(idx) / SENTENCE_LEXICAL / VOCABULARY
     ).unlink(),
-    "lexical-params-garbage": lambda idx: _garbage(_live(idx) / LEXICAL / "params.index.json"),
+    "lexical-params-garbage": lambda idx: _garbage(_segment(idx) / LEXICAL / PARAMS),
+    "segment-missing": lambda idx: shutil.rmtree(_segment(idx)),
+    "manifest-garbage": lambda idx: _garbage(_live(idx) / MANIFEST),
 }
 # Breaks of the CURRENT pointer itself (no generation can be found from it).
 BAD_POINTER: dict[str, Callable[[Path], None]] = {
@@ -126,7 +136,7 @@ def test_an_empty_collection_has_no_lexical_index_and_is_fine(
     empty.mkdir()
     settings = Settings(index=tmp_path / "idx")
     build_index(empty, settings, embedder=embedder)
-    assert not (_live(settings.index) / LEXICAL).exists()
+    assert live_segments(settings.index) == []
     assert check_index(settings.index).passages == 0
     searcher = Searcher.open(settings.index, embedder)
     try:

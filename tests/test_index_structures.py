@@ -14,7 +14,7 @@ from indexer import vectors as vectors_module
 from indexer.build import build_index
 from indexer.embedding import Embedder
 from indexer.errors import IndexCorrupt, ModelMismatch
-from indexer.lexical import LexicalIndex
+from indexer.lexical import BM25_B, BM25_K1, LexicalIndex, LexicalSegment
 from indexer.ranking import RowRanges
 from indexer.retrieval import Searcher
 from indexer.settings import Settings
@@ -22,6 +22,7 @@ from indexer.store import (
     PASSAGE_VECTORS,
     SENTENCE_VECTORS,
     current_generation,
+    live_segments,
     read_sentence_offsets,
     read_stats,
 )
@@ -63,11 +64,10 @@ def test_vectors_are_memory_mapped_read_only(tmp_path: Path) -> None:
 
 
 def test_seed_index_files_are_memory_mapped_read_only(seed_index: Path) -> None:
-    generation = current_generation(seed_index)
-    assert generation is not None
-    sentences = FaissVectorIndex.open(generation / SENTENCE_VECTORS)._stored
+    (segment,) = live_segments(seed_index)
+    sentences = FaissVectorIndex.open(segment / SENTENCE_VECTORS)._stored
     assert isinstance(sentences, np.memmap) and sentences.mode == "r"
-    offsets = read_sentence_offsets(generation)
+    offsets = read_sentence_offsets(segment)
     assert isinstance(offsets, np.memmap) and offsets.mode == "r"
     assert int(offsets[-1]) == len(sentences)
 
@@ -159,7 +159,8 @@ ROWS = [
 def test_lexical_scores_by_row_equal_bm25s_full_scores(tmp_path: Path, terms: list[str]) -> None:
     LexicalIndex.write(tmp_path / "lex", ROWS)
     lexical = LexicalIndex.open(tmp_path / "lex", len(ROWS))
-    reference = bm25s.BM25.load(str(tmp_path / "lex"))
+    reference = bm25s.BM25(k1=BM25_K1, b=BM25_B)
+    reference.index(ROWS, show_progress=False)
     known = [term for term in terms if term in reference.vocab_dict]
     full = reference.get_scores(known) if known else np.zeros(len(ROWS))
     rows = np.array([6, 0, 3, 3, 1])
@@ -169,6 +170,33 @@ def test_lexical_scores_by_row_equal_bm25s_full_scores(tmp_path: Path, terms: li
     assert len(top) == min(3, len(positive))
     np.testing.assert_allclose(top.scores, np.sort(full[positive])[::-1][: len(top)], rtol=1e-5)
     assert set(top.rows) <= set(positive)
+
+
+@pytest.mark.parametrize("split", [[3], [1, 4], [2, 5, 6]])
+def test_bm25_over_segments_equals_bm25_over_all_their_rows(
+    tmp_path: Path, split: list[int]
+) -> None:
+    """Collection statistics are summed over segments: a question scores every row as one
+    index over all the rows would, however they are split into segments."""
+    LexicalIndex.write(tmp_path / "all", ROWS)
+    whole = LexicalIndex.open(tmp_path / "all", len(ROWS))
+    bounds = [0, *split, len(ROWS)]
+    parts = []
+    for i, (start, end) in enumerate(zip(bounds, bounds[1:], strict=False)):
+        LexicalSegment.write(tmp_path / f"part{i}", ROWS[start:end])
+        parts.append(LexicalSegment.open(tmp_path / f"part{i}", end - start))
+    segmented = LexicalIndex(parts)
+    everything = np.arange(len(ROWS))
+    for terms in (["summit", "kim"], ["nuclear", "bread"], ["oven"], ["zzz"]):
+        np.testing.assert_allclose(
+            segmented.score(terms, everything), whole.score(terms, everything), rtol=1e-6
+        )
+    # Deleted rows never match, and leave the other rows' scores alone.
+    deleted = RowRanges(np.array([[1, 2]], dtype=np.int64))
+    without = LexicalIndex(parts, deleted).match(["summit", "kim"])
+    assert 1 not in without.rows
+    expected = whole.score(["summit", "kim"], without.rows)
+    np.testing.assert_allclose(without.scores, expected, rtol=1e-6)
 
 
 def test_an_absent_lexical_folder_is_an_empty_index_when_nothing_is_indexed(
@@ -209,8 +237,10 @@ def test_an_index_of_the_previous_format_is_refused_with_the_rebuild_hint(
     generation = current_generation(settings.index)
     assert generation is not None
     manifest = json.loads((generation / "manifest.json").read_text())
-    del manifest["ann"]
-    (generation / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
+    # As format 2 wrote it: no segments, the ANN structure of its one set of files.
+    del manifest["segments"]
+    older = {**manifest, "format_version": 2, "ann": None}
+    (generation / "manifest.json").write_text(json.dumps(older))
     hint = re.escape("rebuild it with `paracite index --rebuild`")
     with pytest.raises(ModelMismatch, match=hint):
         Searcher.open(settings.index, embedder)
@@ -239,11 +269,12 @@ def test_ann_is_built_at_index_time_and_used_above_the_threshold(
 ) -> None:
     generation = current_generation(ann_seed_index)
     assert generation is not None
-    assert ann_path_of(generation / PASSAGE_VECTORS).is_file()
-    assert json.loads((generation / "manifest.json").read_text())["ann"]["factory"]
-    exact_generation = current_generation(seed_index)
-    assert exact_generation is not None
-    assert not ann_path_of(exact_generation / PASSAGE_VECTORS).exists()
+    (segment,) = live_segments(ann_seed_index)
+    assert ann_path_of(segment / PASSAGE_VECTORS).is_file()
+    manifest = json.loads((generation / "manifest.json").read_text())
+    assert manifest["segments"][0]["ann"]["factory"]
+    (exact_segment,) = live_segments(seed_index)
+    assert not ann_path_of(exact_segment / PASSAGE_VECTORS).exists()
     for threshold, uses_ann in ((0, True), (10**9, False)):
         searcher = Searcher(ann_seed_index, embedder, ann_min_passages=threshold)
         assert searcher.uses_ann is uses_ann
@@ -282,8 +313,8 @@ def test_a_changed_threshold_rebuilds_the_ann_structure(
     forced = settings.with_overrides(ann_min_passages=0)
     report = build_index(seeds_copy, forced, embedder=embedder)
     assert not report.up_to_date and report.embedded == 0
-    generation = current_generation(settings.index)
-    assert generation is not None and ann_path_of(generation / PASSAGE_VECTORS).is_file()
+    (segment,) = live_segments(settings.index)
+    assert ann_path_of(segment / PASSAGE_VECTORS).is_file()
     assert build_index(seeds_copy, forced, embedder=embedder).up_to_date
 
 

@@ -19,7 +19,13 @@ from indexer.errors import IndexBusy, IndexCorrupt, IndexNotFound, ModelMismatch
 from indexer.loaders import Discovery
 from indexer.retrieval import Searcher
 from indexer.settings import Settings
-from indexer.store import MANIFEST, SENTENCE_VECTORS, current_generation, writer_lock
+from indexer.store import (
+    MANIFEST,
+    SENTENCE_VECTORS,
+    current_generation,
+    live_segments,
+    writer_lock,
+)
 from indexer.vectors import FaissVectorIndex
 
 PLAIN_SEED = "004_fc6fad951788ea23.txt"
@@ -274,6 +280,17 @@ def _what_the_index_answers(index_dir: Path, embedder: Embedder) -> dict[str, ob
         searcher.close()
 
 
+def _unlisted_segments(index_dir: Path) -> list[str]:
+    """Segment folders (staged or finished) that no generation lists."""
+    listed = {
+        segment["name"]
+        for generation in index_dir.glob("gen-*")
+        if (generation / MANIFEST).is_file()
+        for segment in json.loads((generation / MANIFEST).read_text())["segments"]
+    }
+    return sorted(p.name for p in (index_dir / "segments").glob("seg-*") if p.name not in listed)
+
+
 @pytest.mark.parametrize("stage", ["scan", "embed", "write", "publish"])
 def test_sigkill_during_indexing_leaves_previous_index_usable(
     stage: str, tmp_path: Path, embedder: Embedder, make_settings
@@ -314,14 +331,14 @@ def test_sigkill_during_indexing_leaves_previous_index_usable(
 
     assert current_generation(settings.index) == before
     assert _what_the_index_answers(settings.index, embedder) == answers
-    if stage != "scan":
-        assert list(settings.index.glob("gen-*.tmp")), "the killed run staged nothing"
+    if stage in ("write", "publish"):
+        assert _unlisted_segments(settings.index), "the killed run staged nothing"
 
     report = build_index(docs, settings, embedder=embedder)  # the next run picks up cleanly
     assert report.count("added") == 20 and report.count("unchanged") == 1
     # Vectors are cached as they are made, so a run killed after embedding loses none.
     assert (report.embedded == 0) == (stage != "scan")
-    assert not list(settings.index.glob("gen-*.tmp"))
+    assert not list(settings.index.glob("gen-*.tmp")) and not _unlisted_segments(settings.index)
     assert current_generation(settings.index) != before
     searcher = Searcher.open(settings.index, embedder)
     try:
@@ -351,9 +368,8 @@ def test_in_context_sentence_vectors_switch_both_ways_and_set_the_answer_thresho
         # sentence: the score of a degenerate line such as "____. 2025." moves with the CPU's
         # int8 kernels (it fell below 0.3 on AVX-512 VNNI while torch gave 0.34).
         read_in_context, read_alone = (
-            FaissVectorIndex.open(gen / SENTENCE_VECTORS)
-            for gen in (generation, current_generation(seed_index))
-            if gen is not None
+            FaissVectorIndex.open(live_segments(index)[0] / SENTENCE_VECTORS)
+            for index in (settings.index, seed_index)
         )
         everything = np.arange(len(read_in_context))
         similarity = read_in_context.vectors(everything) @ read_alone.vectors(everything).T

@@ -7,7 +7,7 @@ from dataclasses import replace
 from indexer.answer import expected_answer_type, has_new_answer_of_type, sentence_score
 from indexer.models import Answer, Hit
 from indexer.search.types import Fused, Query
-from indexer.store import MetadataStore
+from indexer.segments import SegmentedStore
 
 
 class AnswerStage:
@@ -17,7 +17,7 @@ class AnswerStage:
     `answer_threshold` cosine with the question; otherwise no sentence is offered.
     """
 
-    def __init__(self, store: MetadataStore, answer_threshold: float) -> None:
+    def __init__(self, store: SegmentedStore, answer_threshold: float) -> None:
         self.store = store
         self.answer_threshold = answer_threshold
 
