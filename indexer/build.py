@@ -13,7 +13,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from indexer.chunking import ChunkedDocument, ChunkingOptions, chunk_document
-from indexer.embedding import Embedder, EmbeddingCache, embed_cached, load_embedder
+from indexer.embedding import Embedder, embed_cached, load_embedder
+from indexer.embedding_cache import EmbeddingCache, cache_file
 from indexer.errors import REBUILD_HINT, IndexCorrupt, ParaciteError, UnsupportedFile
 from indexer.lexical import LexicalIndex
 from indexer.loaders import document_id, find_files
@@ -116,15 +117,11 @@ def build_index(
                 previous, old_manifest = None, None
         embedder = embedder or load_embedder(settings.model, settings.backend)
         options = ChunkingOptions(
-            max_tokens=max(embedder.max_tokens - 2, 16), overlap=settings.window_overlap
+            max_tokens=embedder.window_tokens, overlap=settings.window_overlap
         )
         same_chunking = old_manifest is not None and old_manifest.chunking == options.to_dict()
         # In context only where the model pools by mean; the manifest records what was done.
-        sentence_mode: SentenceVectors = (
-            "in-context"
-            if settings.sentence_vectors == "in-context" and embedder.encoder.pools_spans
-            else "standalone"
-        )
+        sentence_mode: SentenceVectors = embedder.sentence_mode(settings.sentence_vectors)
         same_vectors = old_manifest is not None and old_manifest.sentence_vectors == sentence_mode
         same_ann = old_manifest is not None and old_manifest.ann == _ann_dict(
             _ann_for(old_manifest.passages, settings)
@@ -297,7 +294,7 @@ def _write_generation(
     passages = [p for loaded in documents for p in loaded.chunked.passages]
     sentences = [s for p in passages for s in p.sentences]
     cache = EmbeddingCache(
-        index_dir / "cache" / f"{_slug(settings.model)}-{settings.backend}.sqlite",
+        cache_file(index_dir, settings.model, settings.backend),
         embedder.dimension,
     )
     try:
@@ -358,7 +355,3 @@ def _save_vectors(
     index = FaissVectorIndex.empty(dimension)
     index.add(vectors)
     index.save(path, dtype=dtype, ann_config=ann)
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[-80:]
