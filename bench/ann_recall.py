@@ -30,7 +30,8 @@ import faiss
 import numpy as np
 from common import DEFAULT_SCIFACT, indexed_texts, machine_note, print_table, write_corpus
 
-from indexer.embedding import Embedder, EmbeddingCache, load_embedder
+from indexer.embedding import Embedder, load_embedder
+from indexer.embedding_cache import EmbeddingCache, cache_file
 from indexer.evaluation import EvalSet, default_cache_dir, load_eval_set, workspace_for
 from indexer.settings import Settings
 from indexer.store import PASSAGE_VECTORS, Manifest, current_generation, live_segments
@@ -63,7 +64,7 @@ def cached_passage_vectors(
 ) -> tuple[np.ndarray, int]:
     """The set's distinct passage vectors found in its eval index's embedding cache, and how
     many distinct passages the set has (a copy is read: an indexing run may be writing)."""
-    path = index_dir / "cache" / f"{_slug(settings.model)}-{settings.backend}.sqlite"
+    path = cache_file(index_dir, settings.model, settings.backend)
     if not path.is_file():
         return np.zeros((0, embedder.dimension), dtype=np.float32), 0
     with tempfile.TemporaryDirectory() as folder:
@@ -83,10 +84,6 @@ def cached_passage_vectors(
         found[key] for key in dict.fromkeys(text_hash(text) for text in texts) if key in found
     ]
     return np.stack(vectors) if vectors else np.zeros((0, embedder.dimension), np.float32)
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[-80:]
 
 
 def measure(
@@ -138,7 +135,9 @@ def main() -> None:
         eval_set = load_eval_set(path, fmt, split)  # type: ignore[arg-type]
         index_dir = workspace_for(eval_set, settings, default_cache_dir())
         generation = current_generation(index_dir)
-        embedder = load_embedder(settings.model, settings.backend, for_queries=True)
+        embedder = load_embedder(
+            settings.model, settings.backend, for_queries=True, cache_dir=settings.cache_dir
+        )
         if generation is not None:
             manifest = Manifest.read(generation)
             assert (manifest.model, manifest.backend) == (settings.model, settings.backend)

@@ -21,14 +21,14 @@ if str(ROOT) not in sys.path:
 
 from indexer.build import passage_embedding_text  # noqa: E402
 from indexer.chunking import ChunkingOptions, chunk_document  # noqa: E402
-from indexer.embedding import Embedder, cpu_isa  # noqa: E402
+from indexer.embedding import BACKENDS, Embedder  # noqa: E402
 from indexer.evaluation import EvalSet, load_eval_set, write_documents  # noqa: E402
 from indexer.loaders import discover_files, load_document  # noqa: E402
+from indexer.onnx_export import cpu_isa  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
 
 DEFAULT_SEEDS = ROOT / "seeds"
 DEFAULT_SCIFACT = Path("/work/shared/eval/scifact")
-BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def scifact(folder: Path) -> EvalSet:
@@ -53,7 +53,7 @@ def write_corpus(eval_set: EvalSet, folder: Path, limit: int | None = None) -> i
 
 def indexed_texts(folder: Path, embedder: Embedder) -> tuple[list[str], list[str]]:
     """The passage and sentence texts an index of `folder` embeds, chunked as the indexer does."""
-    options = ChunkingOptions(max_tokens=max(embedder.max_tokens - 2, 16), overlap=1)
+    options = ChunkingOptions(max_tokens=embedder.window_tokens, overlap=1)
     passages: list[str] = []
     sentences: list[str] = []
     for path in discover_files(folder):

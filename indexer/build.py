@@ -13,7 +13,8 @@ from typing import Protocol
 import numpy as np
 
 from indexer.chunking import ChunkedDocument, ChunkingOptions, chunk_document
-from indexer.embedding import Embedder, EmbeddingCache, embed_cached, load_embedder
+from indexer.embedding import Embedder, embed_cached, load_embedder
+from indexer.embedding_cache import EmbeddingCache, cache_file
 from indexer.errors import REBUILD_HINT, IndexCorrupt, ParaciteError, UnsupportedFile
 from indexer.lexical import LexicalIndex
 from indexer.loaders import document_id, find_files
@@ -117,7 +118,9 @@ def build_index(
         prune_generations(index_dir)
         # --rebuild never reads the old generation, so it also repairs a broken one.
         previous = None if rebuild else _previous_manifest(index_dir, settings, report)
-        embedder = embedder or load_embedder(settings.model, settings.backend)
+        embedder = embedder or load_embedder(
+            settings.model, settings.backend, cache_dir=settings.cache_dir
+        )
         writer = IndexWriter(index_dir, settings, embedder, report, progress)
         segments = list(previous.segments) if previous and writer.can_extend(previous) else []
         stored = writer.stored_files(segments)
@@ -187,14 +190,10 @@ class IndexWriter:
         self.report = report
         self.progress = progress
         self.options = ChunkingOptions(
-            max_tokens=max(embedder.max_tokens - 2, 16), overlap=settings.window_overlap
+            max_tokens=embedder.window_tokens, overlap=settings.window_overlap
         )
         # In context only where the model pools by mean; the manifest records what was done.
-        self.sentence_mode: SentenceVectors = (
-            "in-context"
-            if settings.sentence_vectors == "in-context" and embedder.encoder.pools_spans
-            else "standalone"
-        )
+        self.sentence_mode: SentenceVectors = embedder.sentence_mode(settings.sentence_vectors)
 
     def can_extend(self, previous: Manifest) -> bool:
         """Whether new segments can join the previous generation's (same chunking and
@@ -312,9 +311,7 @@ class IndexWriter:
         passages = [p for loaded in documents for p in loaded.chunked.passages]
         sentences = [s for p in passages for s in p.sentences]
         cache = EmbeddingCache(
-            self.index_dir
-            / "cache"
-            / f"{_slug(self.settings.model)}-{self.settings.backend}.sqlite",
+            cache_file(self.index_dir, self.settings.model, self.settings.backend),
             self.embedder.dimension,
         )
         try:
@@ -452,7 +449,3 @@ def _save_vectors(
     index = FaissVectorIndex.empty(dimension)
     index.add(vectors)
     index.save(path, dtype=dtype, ann_config=ann)
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[-80:]

@@ -28,10 +28,12 @@ import numpy as np
 from indexer.build import NoProgress, Progress, build_index
 from indexer.embedding import Embedder
 from indexer.errors import InvalidQuery, ParaciteError
+from indexer.loaders.common import collapse_whitespace
 from indexer.models import AskResult, IndexReport
 from indexer.retrieval import MAX_K, Mode, Searcher
 from indexer.settings import Settings
 from indexer.store import read_stats
+from indexer.text import content_hash, slug
 
 Format = Literal["squad", "beir"]
 Level = Literal["paragraph", "document"]
@@ -43,7 +45,6 @@ DEEP_DEPTH = 100  # BEIR R@100, from the searcher's deep ranking
 DEEP_PASSAGES_PER_DOCUMENT = 4  # passages ranked per document wanted (documents have several)
 MAX_EXAMPLES = 10  # missed questions kept in a report per mode
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_,.()+-]+")
-_WHITESPACE = re.compile(r"\s+")
 
 
 class EvalSetError(ParaciteError):
@@ -90,11 +91,6 @@ class EvalSet:
     warnings: list[str] = field(default_factory=list)
 
 
-def normalise_space(text: str) -> str:
-    """Runs of whitespace (newlines included) become one space; ends are stripped."""
-    return _WHITESPACE.sub(" ", text).strip()
-
-
 def unit_key(doc_id: str, paragraph: int | None = None) -> str:
     """The unit a hit counts for: the document, or one of its paragraphs."""
     return doc_id if paragraph is None else f"{doc_id}#{paragraph}"
@@ -124,7 +120,7 @@ def load_squad(path: Path) -> EvalSet:
     for number, article in enumerate(articles, start=1):
         title = str(article.get("title") or f"article {number}")
         filename = _unique_name(title, ".txt", used)
-        contexts = tuple(normalise_space(p["context"]) for p in article["paragraphs"])
+        contexts = tuple(collapse_whitespace(p["context"]) for p in article["paragraphs"])
         if any(not context for context in contexts):
             raise EvalSetError(f"article {title!r} has an empty context")
         documents.append(EvalDocument(filename, "\n\n".join(contexts) + "\n", title, contexts))
@@ -132,7 +128,7 @@ def load_squad(path: Path) -> EvalSet:
             for qa in paragraph["qas"]:
                 answers = tuple(
                     dict.fromkeys(
-                        normalise_space(a["text"]) for a in qa.get("answers", []) if a["text"]
+                        collapse_whitespace(a["text"]) for a in qa.get("answers", []) if a["text"]
                     )
                 )
                 questions.append(
@@ -161,7 +157,7 @@ def load_beir(folder: Path, split: str = "test") -> EvalSet:
         key = str(entry["_id"])
         filename = _unique_name(key, ".md", used)
         doc_ids[key] = filename
-        title = normalise_space(str(entry.get("title") or ""))
+        title = collapse_whitespace(str(entry.get("title") or ""))
         documents.append(EvalDocument(filename, beir_markdown(title, str(entry.get("text"))), key))
     qrels: dict[str, dict[str, int]] = {}
     unknown = 0
@@ -187,7 +183,7 @@ def load_beir(folder: Path, split: str = "test") -> EvalSet:
 
 def beir_markdown(title: str, text: str) -> str:
     """A corpus entry as Markdown: the title in front matter, the text as one paragraph."""
-    body = normalise_space(text) or title or "(empty)"
+    body = collapse_whitespace(text) or title or "(empty)"
     if body[0] in "#`~[-*_+>=|<":  # would read as Markdown block syntax
         body = "\\" + body
     front = f"title: {json.dumps(title, ensure_ascii=False)}\n" if title else ""
@@ -261,8 +257,8 @@ def answer_matches(answer: str | None, gold: Sequence[str]) -> bool:
     """True if the answer text contains one of the gold strings (case-insensitive)."""
     if not answer:
         return False
-    text = normalise_space(answer).casefold()
-    return any(normalise_space(g).casefold() in text for g in gold if g.strip())
+    text = collapse_whitespace(answer).casefold()
+    return any(collapse_whitespace(g).casefold() in text for g in gold if g.strip())
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -576,11 +572,8 @@ def default_cache_dir() -> Path:
 
 def workspace_for(eval_set: EvalSet, settings: Settings, cache_dir: Path) -> Path:
     """The index folder of one set and model: stable, so re-runs reuse vectors and work."""
-    from indexer.text import content_hash
-
     digest = content_hash(str(eval_set.source.resolve()).encode())[:8]
-    model = _UNSAFE_NAME.sub("_", settings.model)[-60:]
-    return cache_dir / f"{eval_set.name}-{digest}-{model}-{settings.backend}"
+    return cache_dir / f"{eval_set.name}-{digest}-{slug(settings.model, 60)}-{settings.backend}"
 
 
 def build_eval_index(
@@ -683,7 +676,7 @@ def evaluate(
                     withhold_gold=withhold_gold and eval_set.level == "paragraph",
                 )
             )
-        weights = asdict(searcher.weights) if hasattr(searcher, "weights") else {}
+        weights = asdict(searcher.weights)
         answer_threshold = searcher.answer_threshold
     finally:
         searcher.close()

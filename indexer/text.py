@@ -78,3 +78,11 @@ def text_hash(text: str) -> bytes:
 def content_hash(data: bytes) -> str:
     """Hex digest of a file's bytes, used to tell unchanged files."""
     return hashlib.blake2b(data, digest_size=20).hexdigest()
+
+
+def slug(name: str, max_chars: int) -> str:
+    """`name` as part of a file name: anything but letters, digits and "-_." becomes "_".
+
+    Only the last `max_chars` characters are kept: the end of a model path says the most.
+    """
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[-max_chars:]

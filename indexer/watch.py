@@ -60,7 +60,9 @@ class FolderWatch:
         """One incremental run, reported through the callbacks."""
         try:
             if self._embedder is None:  # loaded once, for every run of the watch
-                self._embedder = load_embedder(self.settings.model, self.settings.backend)
+                self._embedder = load_embedder(
+                    self.settings.model, self.settings.backend, cache_dir=self.settings.cache_dir
+                )
             report = build_index(self.root, self.settings, embedder=self._embedder)
         except ParaciteError as error:
             self._on_error(error)

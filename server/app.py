@@ -22,7 +22,7 @@ from indexer.retrieval import MAX_QUERY_CHARS, Searcher
 from indexer.settings import Settings
 from indexer.store import check_index
 from server import api, pages
-from server.errors import install_error_handlers, json_error
+from server.errors import install_error_handlers, is_api_path, json_error
 from server.views import doc_url, highlight_hit, hit_url
 
 HERE = Path(__file__).parent
@@ -187,5 +187,4 @@ class ApiCors:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        is_api = path.startswith("/api/") or path == "/healthz"
-        await (self.cors if is_api else self.app)(scope, receive, send)
+        await (self.cors if is_api_path(path) else self.app)(scope, receive, send)

@@ -43,10 +43,14 @@ INTERNAL_ERROR = "internal error; the server log has the details"
 BAD_JSON = "the request body is not valid JSON"
 
 
+def is_api_path(path: str) -> bool:
+    """Whether `path` is the JSON API's (or the health check's): "/api" and all below it."""
+    return path == "/api" or path.startswith("/api/") or path == "/healthz"
+
+
 def wants_json(request: Request) -> bool:
     """API and health-check clients get JSON; browsers on the pages get HTML."""
-    path = request.url.path
-    return path == "/api" or path.startswith("/api/") or path == "/healthz"
+    return is_api_path(request.url.path)
 
 
 def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

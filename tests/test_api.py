@@ -19,6 +19,7 @@ from indexer.settings import Settings
 from server import app as app_module
 from server.app import create_app
 from server.deps import get_searcher
+from server.errors import is_api_path
 
 pytest_plugins = ["server_helpers"]
 
@@ -448,6 +449,20 @@ def test_cors_origins_are_configurable(
         assert allowed.headers["access-control-allow-origin"] == "https://docs.example"
         other = strict.get("/healthz", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_api_paths_are_the_api_and_the_health_check() -> None:
+    for path in ("/api", "/api/", "/api/ask", "/api/documents/a.txt", "/healthz"):
+        assert is_api_path(path), path
+    for path in ("/", "/ask", "/apis", "/api-docs", "/doc/api/x", "/healthz/x", "/static/a.js"):
+        assert not is_api_path(path), path
+
+
+def test_the_api_root_answers_json_errors_other_sites_can_read(client: TestClient) -> None:
+    response = client.get("/api", headers={"Origin": "https://blog.example"})
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["access-control-allow-origin"] == "*"
 
 
 def test_pages_are_not_cross_origin(client: TestClient) -> None:

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 from cache_helpers import fresh_cache_dir
 
-from indexer import embedding
-from indexer.embedding import ONNX_FP32, Embedder, load_embedder
+from indexer import embedding, encoders, onnx_export
+from indexer.embedding import Embedder, load_embedder
+from indexer.embedding_cache import EmbeddingCache
 from indexer.errors import ModelUnavailable
+from indexer.onnx_export import ONNX_FP32
 from indexer.settings import DEFAULT_MODEL
 
 SENTENCES = [
@@ -72,6 +74,13 @@ def _export_folder(cache_dir: Path) -> Path:
     folders = [path for path in (cache_dir / "onnx").iterdir() if path.is_dir()]
     assert len(folders) == 1, folders
     return folders[0]
+
+
+def _copy_export(made: Path, folder: Path) -> None:
+    """What exporting into `folder` leaves there, copied from the export made before."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (ONNX_FP32, encoders.ONNX_TOKENIZER, onnx_export.ONNX_META):
+        (folder / name).write_bytes((made / name).read_bytes())
 
 
 def test_bundled_model_loads_offline(no_network: None) -> None:
@@ -134,8 +143,8 @@ def test_export_is_cached_and_reused(
     def export_again(*args: object) -> None:
         raise AssertionError("the cached export was made again")
 
-    monkeypatch.setattr(embedding, "_export_onnx", export_again)
-    monkeypatch.setattr(embedding, "_quantize", export_again)
+    monkeypatch.setattr(onnx_export, "_export_onnx", export_again)
+    monkeypatch.setattr(onnx_export, "_quantize", export_again)
     for backend in ("onnx", "onnx-int8"):
         again = load_embedder(DEFAULT_MODEL, backend)
         np.testing.assert_allclose(
@@ -151,8 +160,8 @@ def test_query_embedder_runs_on_one_thread_with_the_same_vectors(
     for backend in ("onnx", "onnx-int8"):
         batch = onnx_embedders[backend]
         queries = load_embedder(DEFAULT_MODEL, backend, for_queries=True)
-        assert isinstance(queries.encoder, embedding._OnnxEncoder)
-        assert isinstance(batch.encoder, embedding._OnnxEncoder)
+        assert isinstance(queries.encoder, encoders.OnnxEncoder)
+        assert isinstance(batch.encoder, encoders.OnnxEncoder)
         assert queries.encoder.session.get_session_options().intra_op_num_threads == 1
         assert batch.encoder.session.get_session_options().intra_op_num_threads == 0
         np.testing.assert_allclose(
@@ -175,15 +184,13 @@ def test_concurrent_loads_export_once(
     monkeypatch.setenv("PARACITE_CACHE_DIR", str(tmp_path))
     exporting, second_waits, finish = threading.Event(), threading.Event(), threading.Event()
     calls: list[Path] = []
-    real_lock = embedding._export_lock
+    real_lock = onnx_export._export_lock
 
     def held_copy(location: str, folder: Path) -> None:
         calls.append(folder)
         exporting.set()
         assert finish.wait(120)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in (ONNX_FP32, embedding.ONNX_TOKENIZER, embedding.ONNX_META):
-            (folder / name).write_bytes((made / name).read_bytes())
+        _copy_export(made, folder)
 
     @contextlib.contextmanager
     def watched_lock(folder: Path) -> Iterator[None]:
@@ -192,8 +199,8 @@ def test_concurrent_loads_export_once(
         with real_lock(folder):
             yield
 
-    monkeypatch.setattr(embedding, "_export_onnx", held_copy)
-    monkeypatch.setattr(embedding, "_export_lock", watched_lock)
+    monkeypatch.setattr(onnx_export, "_export_onnx", held_copy)
+    monkeypatch.setattr(onnx_export, "_export_lock", watched_lock)
     loaded: dict[str, Embedder] = {}
 
     def load() -> None:
@@ -212,11 +219,29 @@ def test_concurrent_loads_export_once(
     assert len(calls) == 1
     assert set(loaded) == {"first", "second"}
     for loader in loaded.values():
-        assert isinstance(loader.encoder, embedding._OnnxEncoder)
+        assert isinstance(loader.encoder, encoders.OnnxEncoder)
         assert loader.encoder.folder == calls[0]
     np.testing.assert_allclose(
         loaded["second"].embed(SENTENCES[:2]), loaded["first"].embed(SENTENCES[:2]), atol=1e-6
     )
+
+
+def test_exports_go_to_the_cache_dir_the_caller_gives(
+    onnx_embedders: dict[str, Embedder],
+    cache_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`cache_dir` wins over PARACITE_CACHE_DIR: the caller's settings say where exports go."""
+    made = _export_folder(cache_dir)
+    given, from_env = tmp_path / "given", tmp_path / "from-env"
+    monkeypatch.setenv("PARACITE_CACHE_DIR", str(from_env))
+    monkeypatch.setattr(onnx_export, "_export_onnx", lambda _, folder: _copy_export(made, folder))
+    loaded = load_embedder(DEFAULT_MODEL, "onnx", cache_dir=given)
+    assert isinstance(loaded.encoder, encoders.OnnxEncoder)
+    assert loaded.encoder.folder.parent == given / "onnx"
+    assert not from_env.exists()
+    assert onnx_export.cache_root(Path("~/models")) == Path.home() / "models"
 
 
 def test_bad_model_name_is_one_line_error(no_network: None) -> None:
@@ -283,7 +308,7 @@ def test_quantizing_leaves_the_program_logging_alone(
     script = (
         "import logging, sys\n"
         "from pathlib import Path\n"
-        "from indexer.embedding import _quantize\n"
+        "from indexer.onnx_export import _quantize\n"
         "_quantize(Path(sys.argv[1]), Path(sys.argv[2]), 'avx2')\n"
         "chatty = logging.getLogger('bm25s')\n"
         "chatty.setLevel(logging.DEBUG)\n"
@@ -291,7 +316,7 @@ def test_quantizing_leaves_the_program_logging_alone(
         "print(len(logging.getLogger().handlers), logging.getLogger().level)\n"
     )
     exported = onnx_embedders["onnx"].encoder
-    assert isinstance(exported, embedding._OnnxEncoder)
+    assert isinstance(exported, encoders.OnnxEncoder)
     source = exported.folder / ONNX_FP32
     target = tmp_path / "model_int8.onnx"
     done = subprocess.run(
@@ -316,7 +341,7 @@ PASSAGE_SPANS = [(0, 38), (39, 75), (76, len(PASSAGE))]
 def test_span_pooling_averages_the_tokens_inside_each_span() -> None:
     tokens = np.array([[9.0, 9.0], [1.0, 0.0], [3.0, 4.0], [0.0, 2.0], [9.0, 9.0]])
     offsets = np.array([[0, 0], [0, 3], [4, 8], [9, 12], [0, 0]])  # [CLS] w w w [SEP]
-    pooled = embedding._pool_spans(tokens, offsets, [(0, 8), (9, 12), (13, 20)], 2)
+    pooled = encoders.pool_spans(tokens, offsets, [(0, 8), (9, 12), (13, 20)], 2)
     np.testing.assert_allclose(pooled[0], np.array([4.0, 4.0]) / np.hypot(4.0, 4.0))
     np.testing.assert_allclose(pooled[1], [0.0, 1.0])
     assert np.isnan(pooled[2]).all()  # past the last token kept: to be embedded on its own
@@ -377,10 +402,28 @@ class _MeanOfWordsEncoder:
         return [len(text.split()) for text in texts]
 
 
+def test_the_embedder_says_whether_it_reads_sentences_in_context(
+    torch_embedder: Embedder,
+) -> None:
+    assert torch_embedder.pools_in_context
+    assert torch_embedder.sentence_mode("in-context") == "in-context"
+    assert torch_embedder.sentence_mode("standalone") == "standalone"
+    other = Embedder("fake", "onnx", _MeanOfWordsEncoder())  # type: ignore[arg-type]
+    assert not other.pools_in_context
+    assert other.sentence_mode("in-context") == "standalone"
+
+
+def test_passage_windows_leave_room_for_the_special_tokens(torch_embedder: Embedder) -> None:
+    assert torch_embedder.window_tokens == torch_embedder.max_tokens - 2 == 254
+    tiny = _MeanOfWordsEncoder()
+    tiny.max_tokens = 8
+    assert Embedder("fake", "onnx", tiny).window_tokens == 16  # type: ignore[arg-type]
+
+
 def test_models_that_pool_otherwise_embed_each_sentence_alone(tmp_path: Path) -> None:
     encoder = _MeanOfWordsEncoder()
     embedder = Embedder("fake", "onnx", encoder)  # type: ignore[arg-type]
-    cache = embedding.EmbeddingCache(tmp_path / "cache.sqlite", 2)
+    cache = EmbeddingCache(tmp_path / "cache.sqlite", 2)
     texts = ["one two. three", "four five six."]
     spans = [[(0, 8), (9, 14)], [(0, 14)]]
     progress: list[int] = []
@@ -394,7 +437,7 @@ def test_models_that_pool_otherwise_embed_each_sentence_alone(tmp_path: Path) ->
 
 
 def test_cache_keys_a_sentence_by_its_passage(tmp_path: Path, torch_embedder: Embedder) -> None:
-    cache = embedding.EmbeddingCache(tmp_path / "cache.sqlite", torch_embedder.dimension)
+    cache = EmbeddingCache(tmp_path / "cache.sqlite", torch_embedder.dimension)
     shared = "It was founded in 1850."
     texts = [f"Harvard is a university. {shared}", f"Acme makes anvils. {shared}"]
     spans = [[(25, len(texts[0]))], [(19, len(texts[1]))]]

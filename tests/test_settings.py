@@ -15,9 +15,10 @@ from fastapi.testclient import TestClient
 
 from indexer import retrieval
 from indexer.build import build_index
-from indexer.embedding import BACKENDS, Embedder, cache_root
+from indexer.embedding import BACKENDS, Embedder
 from indexer.errors import ModelMismatch
 from indexer.evaluation import default_cache_dir
+from indexer.onnx_export import cache_root
 from indexer.retrieval import Searcher
 from indexer.settings import Settings
 from indexer.store import read_stats
@@ -100,7 +101,7 @@ def test_cache_dir_setting_holds_the_onnx_exports_and_eval_indexes(
     if embedder.backend != "torch":
         assert any((export_cache / "onnx").iterdir())
     env(cache_dir=tmp_path / "elsewhere")
-    assert cache_root() == tmp_path / "elsewhere"
+    assert cache_root(Settings().cache_dir) == tmp_path / "elsewhere"
     assert default_cache_dir() == tmp_path / "elsewhere" / "eval"
 
 

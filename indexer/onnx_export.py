@@ -1,0 +1,286 @@
+"""The ONNX export of a sentence-transformers model, its int8 variants, and their cache.
+
+The export is made once per model from its local files, checked against torch, and kept in
+the user cache (`$PARACITE_CACHE_DIR/onnx/`, by default `~/.cache/paracite/onnx/`) for the
+indexer and the server to reuse; the int8 variant is a dynamic quantisation tuned to the CPU's
+instruction set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from indexer.encoders import (
+    ONNX_TOKENIZER,
+    OnnxEncoder,
+    TorchEncoder,
+    load_sentence_transformer,
+    pools_by_mean,
+)
+from indexer.text import slug
+
+# Bump when the export or quantisation changes: older cached exports are then ignored.
+EXPORT_VERSION = 2
+ONNX_META = "paracite-onnx.json"
+ONNX_FP32 = "model.onnx"
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Cosine an export must reach against torch on the check sentences, or it is not cached.
+EXPORT_MIN_COSINE = 0.999
+_CHECK_SENTENCES = (
+    "How many people live in the city?",
+    "A",
+    "The mitochondria produce most of the chemical energy needed by the cell, stored in ATP.",
+)
+
+
+def cache_root(cache_dir: Path) -> Path:
+    """Where exported models are kept: the `cache_dir` setting (PARACITE_CACHE_DIR), expanded."""
+    return cache_dir.expanduser()
+
+
+def load_onnx_encoder(
+    location: str, cache_dir: Path, *, quantized: bool, label: str = "", threads: int = 0
+) -> OnnxEncoder:
+    """The cached export of the model at `location`, exported (and quantised) if missing."""
+    folder = _export_folder(location, cache_dir, label)
+    model_file = _int8_file_name() if quantized else ONNX_FP32
+    if not _export_complete(folder) or not (folder / model_file).exists():
+        with _export_lock(folder):
+            if not _export_complete(folder):
+                _export_onnx(location, folder)
+            if quantized and not (folder / model_file).exists():
+                _quantize(folder / ONNX_FP32, folder / model_file, cpu_isa())
+    meta = json.loads((folder / ONNX_META).read_text(encoding="utf-8"))
+    return OnnxEncoder(folder, model_file, meta, threads)
+
+
+def _export_folder(location: str, cache_dir: Path, label: str = "") -> Path:
+    """The cache folder of one model's export, keyed by the model's files and EXPORT_VERSION."""
+    source = Path(location)
+    digest = hashlib.sha256(f"paracite-onnx-{EXPORT_VERSION}\n".encode())
+    if source.exists():
+        source = source.resolve()
+        digest.update(str(source).encode())
+        for path in sorted(source.rglob("*")):
+            if path.is_file() and ".cache" not in path.parts:
+                stat = path.stat()
+                digest.update(
+                    f"\n{path.relative_to(source)}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+                )
+    else:
+        digest.update(location.encode())
+    name = label or source.name or location
+    return cache_root(cache_dir) / "onnx" / f"{slug(name, 60)}-{digest.hexdigest()[:12]}"
+
+
+def _export_complete(folder: Path) -> bool:
+    meta = folder / ONNX_META
+    if not meta.is_file():
+        return False
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return data.get("export_version") == EXPORT_VERSION and (folder / ONNX_FP32).is_file()
+
+
+_PROCESS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _export_lock(folder: Path) -> Iterator[None]:
+    """Hold the export lock of `folder`: one exporter at a time, across threads and processes."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder.parent / f"{folder.name}.lock", "a+b")  # noqa: SIM115
+    except OSError as error:
+        raise RuntimeError(
+            f"cannot write the ONNX export cache at {folder} ({error.strerror}); "
+            "set PARACITE_CACHE_DIR to a writable folder"
+        ) from error
+    with _PROCESS_LOCK, handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_atomic(target: Path, write: Callable[[Path], object]) -> None:
+    """Write `target` through a temporary sibling renamed into place: readers never see half."""
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _export_onnx(location: str, folder: Path) -> None:
+    """Export the sentence-transformers pipeline at `location` to `folder` (fp32 ONNX).
+
+    The graph takes the tokenizer's tensors and returns normalised sentence embeddings, so
+    pooling and any dense layers of the model are part of it. It is checked against torch.
+    """
+    import torch
+
+    model = load_sentence_transformer(location, attn_implementation="eager")
+    model.eval()
+    tokenizer = model.tokenizer
+    if not getattr(tokenizer, "is_fast", False):
+        raise RuntimeError("the ONNX backends need a model with a fast (Rust) tokenizer")
+    dimension = model.get_embedding_dimension()
+    max_seq_length = int(model.max_seq_length or 256)
+    sample = tokenizer(
+        ["a short one", "a somewhat longer example sentence for tracing"],
+        padding=True,
+        return_tensors="pt",
+    )
+    inputs = [name for name in ONNX_INPUTS if name in sample]
+
+    pools_spans = pools_by_mean(model)
+
+    class Pipeline(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            features = self.model(dict(zip(inputs, tensors, strict=True)))
+            embedding = torch.nn.functional.normalize(features["sentence_embedding"], p=2.0, dim=1)
+            return (embedding, features["token_embeddings"]) if pools_spans else (embedding,)
+
+    outputs = ["sentence_embedding", "token_embeddings"] if pools_spans else ["sentence_embedding"]
+    axes = {name: {0: "batch", 1: "tokens"} for name in [*inputs, *outputs]}
+    axes["sentence_embedding"] = {0: "batch"}
+
+    def export(path: Path) -> None:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                Pipeline().eval(),
+                tuple(sample[name] for name in inputs),
+                str(path),
+                dynamo=False,
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_axes=axes,
+                opset_version=17,
+                do_constant_folding=True,
+            )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_atomic(folder / ONNX_FP32, export)
+    _write_atomic(
+        folder / ONNX_TOKENIZER,
+        lambda path: path.write_text(tokenizer.backend_tokenizer.to_str(), encoding="utf-8"),
+    )
+    transformer = model[0]
+    pad_id = tokenizer.pad_token_id
+    meta = {
+        "export_version": EXPORT_VERSION,
+        "source": location,
+        "dimension": dimension,
+        "max_seq_length": max_seq_length,
+        "do_lower_case": bool(getattr(transformer, "do_lower_case", False)),
+        "inputs": inputs,
+        "pad_id": int(pad_id) if pad_id is not None else 0,
+        "pools_spans": pools_spans,
+    }
+    expected = model.encode(list(_CHECK_SENTENCES), normalize_embeddings=True)
+    _check(
+        OnnxEncoder(folder, ONNX_FP32, meta),
+        np.asarray(expected, dtype=np.float32),
+        TorchEncoder(model) if pools_spans else None,
+    )
+    _write_atomic(
+        folder / ONNX_META,
+        lambda path: path.write_text(json.dumps(meta, indent=2), encoding="utf-8"),
+    )
+
+
+def _check(
+    encoder: OnnxEncoder, expected: np.ndarray, reference: TorchEncoder | None = None
+) -> None:
+    """Refuse an export whose vectors differ from torch's (batched, one at a time, spans)."""
+    texts = list(_CHECK_SENTENCES)
+    batched = encoder.encode(texts, len(texts))
+    single = np.concatenate([encoder.encode([text], 1) for text in texts])
+    worst = float(
+        min((batched * expected).sum(axis=1).min(), (single * expected).sum(axis=1).min())
+    )
+    if reference is not None:
+        spans = [[(0, 4), (4, len(text))] if len(text) > 4 else [] for text in texts]
+        _, got = encoder.encode_with_spans(texts, spans, len(texts))
+        _, want = reference.encode_with_spans(texts, spans, len(texts))
+        for ours, theirs in zip(got, want, strict=True):
+            if len(ours):
+                worst = min(worst, float((ours * theirs).sum(axis=1).min()))
+    if worst < EXPORT_MIN_COSINE:
+        raise RuntimeError(f"the ONNX export disagrees with torch (cosine {worst:.4f})")
+
+
+def cpu_isa() -> str:
+    """The int8 flavour for this CPU: avx512_vnni (or avx_vnni), avx2, or arm64."""
+    machine = platform.machine().lower()
+    if machine in {"arm64", "aarch64"}:
+        return "arm64"
+    flags: set[str] = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    if "avx512_vnni" in flags or "avx_vnni" in flags:
+        return "avx512_vnni"
+    return "avx2"
+
+
+def _int8_file_name() -> str:
+    return f"model_int8_{cpu_isa()}.onnx"
+
+
+def _quantize(source: Path, target: Path, isa: str) -> None:
+    """Dynamic int8 quantisation of the MatMul weights, per channel, for the given CPU.
+
+    With VNNI (or on arm64) weights are signed int8 at full range. On x86 without VNNI the
+    u8 x s8 kernels can saturate, so weights are unsigned too (u8 x u8 kernels do not).
+    """
+    import logging
+
+    # onnxruntime.quantization calls logging.basicConfig() on import, which would print every
+    # library's log records on stderr for the rest of the run; its import and the pre-processing
+    # hint it logs as a warning are kept out of the user's output.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    root.setLevel(logging.ERROR)
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        weights = QuantType.QUInt8 if isa == "avx2" else QuantType.QInt8
+
+        def write(path: Path) -> None:
+            quantize_dynamic(
+                source,
+                path,
+                weight_type=weights,
+                per_channel=True,
+                reduce_range=False,
+                op_types_to_quantize=["MatMul"],
+            )
+
+        _write_atomic(target, write)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
