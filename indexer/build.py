@@ -1,14 +1,14 @@
-"""An indexing run: discover files, load and chunk what changed, embed, write a segment."""
+"""An indexing run: discover files, load and chunk what changed, embed it into a new segment,
+publish, merge segments when there are too many."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -16,18 +16,16 @@ from indexer.chunking import ChunkedDocument, ChunkingOptions, chunk_document
 from indexer.embedding import Embedder, embed_cached, load_embedder
 from indexer.embedding_cache import EmbeddingCache, cache_file
 from indexer.errors import REBUILD_HINT, IndexCorrupt, ParaciteError, UnsupportedFile
-from indexer.lexical import LexicalIndex
 from indexer.loaders import document_id, find_files
 from indexer.loaders.isolated import IsolatedReader
 from indexer.models import FileReport, IndexReport, Passage
 from indexer.ranking import RowRanges
+from indexer.segment_writer import SegmentWriter
 from indexer.segments import plan_merge
 from indexer.settings import SentenceVectors, Settings
 from indexer.store import (
     FORMAT_VERSION,
-    LEXICAL,
     PASSAGE_VECTORS,
-    SENTENCE_LEXICAL,
     SENTENCE_VECTORS,
     FileRecord,
     Manifest,
@@ -35,18 +33,21 @@ from indexer.store import (
     SegmentEntry,
     check_generation,
     current_generation,
-    finish_segment,
-    new_segment,
     now_iso,
     prune_generations,
     publish_generation,
     read_sentence_offsets,
     segment_path,
-    write_sentence_offsets,
     writer_lock,
 )
-from indexer.text import content_hash, lexical_terms
-from indexer.vectors import SENTENCE_DTYPE, AnnConfig, FaissVectorIndex, ann_config_for
+from indexer.text import content_hash
+from indexer.vectors import AnnConfig, FaissVectorIndex, ann_config_for
+
+# Passages read before they are embedded and written together: enough for the embedder to
+# batch texts of similar length, few enough to bound memory whatever the collection's size.
+WRITE_BATCH = 512
+# Documents copied at once by a merge.
+MERGE_BATCH = 256
 
 
 class Progress(Protocol):
@@ -75,14 +76,11 @@ def _sentence_spans(passage: Passage, embedded_text: str) -> list[tuple[int, int
     return [(s.start + shift, s.end + shift) for s in passage.sentences]
 
 
-def lexical_text(passage: Passage) -> str:
-    return " ".join(part for part in (passage.title, passage.section, passage.text) if part)
-
-
 def _checkpoint(stage: str) -> None:
     """Stop here for good when the crash tests ask to: a test-only hook, not a user setting.
 
-    With PARACITE_TEST_HOLD_AT set to this stage ("scan", "embed", "write" or "publish"), the
+    With PARACITE_TEST_HOLD_AT set to this stage ("scan", "embed", "write", "publish" or
+    "merge"), the
     run writes the file named by PARACITE_TEST_HOLD_FILE and waits to be killed, so a test
     can kill it at a known point on any CPU. Unset (always, outside tests) it does nothing.
     """
@@ -103,9 +101,10 @@ def build_index(
 ) -> IndexReport:
     """Index every supported file under `root` into `settings.index`, reusing unchanged work.
 
-    New and changed files go into one new segment; the documents they replace, and those of
-    removed files, are marked deleted in their old segments. The new generation is published
-    first, then segments are merged if there are too many (and published again).
+    New and changed files go into one new segment, written as they are read (a batch at a
+    time, so memory does not grow with the collection); the documents they replace, and
+    those of removed files, are marked deleted in their old segments. The new generation is
+    published first, then segments are merged if there are too many (and published again).
     """
     progress = progress or NoProgress()
     started = time.perf_counter()
@@ -121,30 +120,28 @@ def build_index(
         embedder = embedder or load_embedder(
             settings.model, settings.backend, cache_dir=settings.cache_dir
         )
-        writer = IndexWriter(index_dir, settings, embedder, report, progress)
-        segments = list(previous.segments) if previous and writer.can_extend(previous) else []
-        stored = writer.stored_files(segments)
-        chunked, unchanged = writer.scan(root, {doc: record for doc, (record, _) in stored.items()})
-        _checkpoint("scan")
-        removed = sorted(set(stored) - set(chunked) - set(unchanged))
-        for doc_id in removed:
-            if not any(f.path == doc_id for f in report.files):
-                report.files.append(FileReport(doc_id, "removed"))
-        replaced = {doc: stored[doc][1] for doc in [*removed, *(d for d in chunked if d in stored)]}
-        segments = writer.with_deletions(segments, replaced)
-        if chunked:
-            segments.append(writer.write_segment([chunked[doc] for doc in sorted(chunked)]))
-        changed = (
-            previous is None or bool(chunked or replaced) or len(segments) != len(previous.segments)
-        )
-        if not changed and not writer.plan_merge(segments):
-            report.up_to_date = True
-            report.seconds = time.perf_counter() - started
-            return report
-        if changed:
-            _checkpoint("publish")
-            writer.publish(segments)
-        segments = writer.merge_while_needed(segments)
+        with IndexWriter(index_dir, settings, embedder, report, progress) as writer:
+            segments = list(previous.segments) if previous and writer.can_extend(previous) else []
+            stored = writer.stored_files(segments)
+            scanned = writer.scan(root, {doc: record for doc, (record, _) in stored.items()})
+            removed = sorted(set(stored) - scanned.changed - scanned.unchanged)
+            for doc_id in removed:
+                if not any(f.path == doc_id for f in report.files):
+                    report.files.append(FileReport(doc_id, "removed"))
+            replaced = {doc: stored[doc][1] for doc in [*removed, *(scanned.changed & set(stored))]}
+            segments = writer.with_deletions(segments, replaced)
+            if scanned.segment is not None:
+                segments.append(scanned.segment)
+            changed = previous is None or scanned.segment is not None or bool(replaced)
+            changed = changed or len(segments) != len(previous.segments if previous else ())
+            if not changed and not writer.plan_merge(segments):
+                report.up_to_date = True
+                report.seconds = time.perf_counter() - started
+                return report
+            if changed:
+                _checkpoint("publish")
+                writer.publish(segments)
+            writer.merge_while_needed(segments)
         prune_generations(index_dir)
         report.seconds = time.perf_counter() - started
         return report
@@ -166,10 +163,17 @@ def _previous_manifest(index_dir: Path, settings: Settings, report: IndexReport)
     return manifest
 
 
-@dataclass(slots=True)
-class _Loaded:
-    chunked: ChunkedDocument
-    record: FileRecord
+Loaded = tuple[ChunkedDocument, FileRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class Scanned:
+    """What reading the folder found: the new segment of new and changed files (None when
+    there were none), their doc ids, and the doc ids of unchanged files."""
+
+    segment: SegmentEntry | None
+    changed: set[str]
+    unchanged: set[str]
 
 
 class IndexWriter:
@@ -194,6 +198,15 @@ class IndexWriter:
         )
         # In context only where the model pools by mean; the manifest records what was done.
         self.sentence_mode: SentenceVectors = embedder.sentence_mode(settings.sentence_vectors)
+        self._cache = EmbeddingCache(
+            cache_file(index_dir, settings.model, settings.backend), embedder.dimension
+        )
+
+    def __enter__(self) -> IndexWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cache.close()
 
     def can_extend(self, previous: Manifest) -> bool:
         """Whether new segments can join the previous generation's (same chunking and
@@ -206,6 +219,9 @@ class IndexWriter:
     def wants_ann(self, passages: int) -> bool:
         """Whether a segment of this many passages gets an ANN structure."""
         return passages >= self.settings.ann_min_passages
+
+    def ann_for(self, passages: int) -> AnnConfig | None:
+        return ann_config_for(passages) if self.wants_ann(passages) else None
 
     def plan_merge(self, segments: Sequence[SegmentEntry]) -> list[SegmentEntry]:
         """The segments to merge next under the settings (none: nothing to merge)."""
@@ -220,10 +236,8 @@ class IndexWriter:
                     stored[doc_id] = (record, entry.name)
         return stored
 
-    def scan(
-        self, root: Path, old_records: dict[str, FileRecord]
-    ) -> tuple[dict[str, _Loaded], dict[str, FileRecord]]:
-        """Load and chunk new or changed files; return them and the records of unchanged ones.
+    def scan(self, root: Path, old_records: dict[str, FileRecord]) -> Scanned:
+        """Read new and changed files into a new segment, embedding them a batch at a time.
 
         Each file is read in a worker process (`IsolatedReader`) under time and memory
         limits, and whatever goes wrong with one file is reported as its skip reason.
@@ -234,53 +248,114 @@ class IndexWriter:
         )
         for skipped in discovery.skipped:
             report.files.append(FileReport(skipped.path_id, "skipped", skipped.reason))
+        _checkpoint("scan")
         max_bytes = int(settings.max_file_mb * 1024 * 1024)
-        chunked: dict[str, _Loaded] = {}
-        unchanged: dict[str, FileRecord] = {}
-        progress.start("Reading files", len(discovery.files))
-        with IsolatedReader(root, max_bytes, settings.max_file_seconds) as reader:
-            for path in discovery.files:
-                doc_id = document_id(path, root)
-                progress.advance()
-                try:
-                    stat = path.stat()
-                    old = old_records.get(doc_id)
-                    if old and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-                        unchanged[doc_id] = old
+        changed: set[str] = set()
+        unchanged: set[str] = set()
+        batch: list[Loaded] = []
+        segment: SegmentWriter | None = None
+        progress.start("Indexing files", len(discovery.files))
+        try:
+            with IsolatedReader(root, max_bytes, settings.max_file_seconds) as reader:
+                for path in discovery.files:
+                    doc_id = document_id(path, root)
+                    loaded = self._read(reader, path, doc_id, old_records.get(doc_id), max_bytes)
+                    progress.advance()
+                    if loaded is None:
+                        unchanged.add(doc_id)
                         continue
-                    digest = content_hash(path.read_bytes()) if stat.st_size <= max_bytes else ""
-                    record = FileRecord(digest, stat.st_size, stat.st_mtime_ns)
-                    if old and old.content_hash == digest:
-                        unchanged[doc_id] = record
+                    if not loaded:
                         continue
-                    document = reader.load(path)
-                    result = chunk_document(document, self.options, self.embedder.count_tokens)
-                except FileNotFoundError:
-                    reason = "file disappeared during indexing"
-                    report.files.append(FileReport(doc_id, "skipped", reason))
-                    continue
-                except UnsupportedFile as error:
-                    report.files.append(FileReport(doc_id, "skipped", str(error)))
-                    continue
-                except Exception as error:  # noqa: BLE001 - one bad file must not stop the run
-                    reason = f"could not be read ({type(error).__name__}: {error})"
-                    report.files.append(FileReport(doc_id, "skipped", reason))
-                    continue
-                if not result.passages:
-                    report.files.append(FileReport(doc_id, "skipped", "no text found"))
-                    continue
-                chunked[doc_id] = _Loaded(result, record)
-                report.files.append(
-                    FileReport(
-                        doc_id,
-                        "updated" if doc_id in old_records else "added",
-                        "; ".join(document.warnings),
-                        len(result.passages),
-                    )
-                )
-        for doc_id in unchanged:
+                    changed.add(doc_id)
+                    batch.append(loaded)
+                    if sum(len(chunked.passages) for chunked, _ in batch) >= WRITE_BATCH:
+                        segment = segment or SegmentWriter(self.index_dir, self.embedder.dimension)
+                        self._embed_into(segment, batch)
+                        batch = []
+            if batch:
+                segment = segment or SegmentWriter(self.index_dir, self.embedder.dimension)
+                self._embed_into(segment, batch)
+            _checkpoint("embed")
+            entry = self._finish(segment) if segment is not None else None
+        except BaseException:
+            if segment is not None:
+                segment.abandon()
+            raise
+        for doc_id in sorted(unchanged):
             report.files.append(FileReport(doc_id, "unchanged"))
-        return chunked, unchanged
+        return Scanned(entry, changed, unchanged)
+
+    def _read(
+        self,
+        reader: IsolatedReader,
+        path: Path,
+        doc_id: str,
+        old: FileRecord | None,
+        max_bytes: int,
+    ) -> Loaded | None | Literal[False]:
+        """A new or changed file read and chunked; None when it is unchanged, False when it
+        was skipped (and reported)."""
+        report = self.report
+        try:
+            stat = path.stat()
+            if old and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+                return None
+            digest = content_hash(path.read_bytes()) if stat.st_size <= max_bytes else ""
+            record = FileRecord(digest, stat.st_size, stat.st_mtime_ns)
+            if old and old.content_hash == digest:
+                return None
+            document = reader.load(path)
+            result = chunk_document(document, self.options, self.embedder.count_tokens)
+        except FileNotFoundError:
+            report.files.append(FileReport(doc_id, "skipped", "file disappeared during indexing"))
+            return False
+        except UnsupportedFile as error:
+            report.files.append(FileReport(doc_id, "skipped", str(error)))
+            return False
+        except Exception as error:  # noqa: BLE001 - one bad file must not stop the run
+            reason = f"could not be read ({type(error).__name__}: {error})"
+            report.files.append(FileReport(doc_id, "skipped", reason))
+            return False
+        if not result.passages:
+            report.files.append(FileReport(doc_id, "skipped", "no text found"))
+            return False
+        report.files.append(
+            FileReport(
+                doc_id,
+                "updated" if old else "added",
+                "; ".join(document.warnings),
+                len(result.passages),
+            )
+        )
+        return result, record
+
+    def _embed_into(self, segment: SegmentWriter, documents: Sequence[Loaded]) -> None:
+        """Embed a batch of documents (through the embedding cache) and add it to `segment`."""
+        passages = [p for chunked, _ in documents for p in chunked.passages]
+        texts = [passage_embedding_text(p) for p in passages]
+        passage_vectors, sentence_vectors, embedded = embed_cached(
+            self.embedder,
+            self._cache,
+            texts,
+            [_sentence_spans(p, text) for p, text in zip(passages, texts, strict=True)],
+            self.settings.batch_size,
+            None,
+            in_context=self.sentence_mode == "in-context",
+        )
+        self.report.embedded += embedded
+        self.report.reused_embeddings += len(passage_vectors) + len(sentence_vectors) - embedded
+        segment.add(documents, passage_vectors, sentence_vectors)
+
+    def _finish(self, segment: SegmentWriter) -> SegmentEntry:
+        self.progress.start("Writing index", 3)
+        written = segment.finish(self.ann_for, _checkpoint, self.progress.advance)
+        return SegmentEntry(
+            name=written.name,
+            documents=written.documents,
+            passages=written.passages,
+            sentences=written.sentences,
+            ann=written.ann.to_dict() if written.ann else None,
+        )
 
     def with_deletions(
         self, segments: Sequence[SegmentEntry], deleted: dict[str, str]
@@ -306,33 +381,6 @@ class IndexWriter:
                 kept.append(entry)
         return kept
 
-    def write_segment(self, documents: Sequence[_Loaded]) -> SegmentEntry:
-        """A new segment of these documents, embedded (through the embedding cache)."""
-        passages = [p for loaded in documents for p in loaded.chunked.passages]
-        sentences = [s for p in passages for s in p.sentences]
-        cache = EmbeddingCache(
-            cache_file(self.index_dir, self.settings.model, self.settings.backend),
-            self.embedder.dimension,
-        )
-        try:
-            self.progress.start("Embedding", len(passages) + len(sentences))
-            texts = [passage_embedding_text(p) for p in passages]
-            passage_vectors, sentence_vectors, embedded = embed_cached(
-                self.embedder,
-                cache,
-                texts,
-                [_sentence_spans(p, text) for p, text in zip(passages, texts, strict=True)],
-                self.settings.batch_size,
-                self.progress.advance,
-                in_context=self.sentence_mode == "in-context",
-            )
-            _checkpoint("embed")
-        finally:
-            cache.close()
-        self.report.embedded += embedded
-        self.report.reused_embeddings += len(passages) + len(sentences) - embedded
-        return self._write(documents, passage_vectors, sentence_vectors)
-
     def merge_while_needed(self, segments: list[SegmentEntry]) -> list[SegmentEntry]:
         """Merge segments, publishing each merge, until the merge policy wants no more."""
         while group := self.plan_merge(segments):
@@ -347,32 +395,42 @@ class IndexWriter:
 
     def merge(self, group: Sequence[SegmentEntry]) -> SegmentEntry:
         """One new segment holding the live documents of these segments, with their vectors
-        (nothing is read from the files or embedded again)."""
-        documents: list[_Loaded] = []
-        passage_parts: list[np.ndarray] = []
-        sentence_parts: list[np.ndarray] = []
+        (nothing is read from the files or embedded again), copied a batch at a time."""
         self.progress.start("Merging segments", sum(e.live_documents for e in group))
-        for entry in group:
-            folder = self._folder(entry)
-            with MetadataStore.open(folder, entry.deleted) as store:
-                live = store.live_documents()
-                chunked = list(store.chunked_documents([doc_id for doc_id, *_ in live]))
-            offsets = read_sentence_offsets(folder)
-            passage_vectors = FaissVectorIndex.open(folder / PASSAGE_VECTORS)
-            sentence_vectors = FaissVectorIndex.open(folder / SENTENCE_VECTORS)
-            for (_, record, start, end), loaded in zip(live, chunked, strict=True):
-                documents.append(_Loaded(loaded, record))
-                passage_parts.append(passage_vectors.vectors(np.arange(start, end)))
-                sentence_parts.append(
-                    sentence_vectors.vectors(np.arange(offsets[start], offsets[end]))
+        segment = SegmentWriter(self.index_dir, self.embedder.dimension)
+        try:
+            for entry in group:
+                self._copy_live(entry, segment)
+        except BaseException:
+            segment.abandon()
+            raise
+        return self._finish(segment)
+
+    def _copy_live(self, entry: SegmentEntry, segment: SegmentWriter) -> None:
+        """Add the live documents of a segment, with their vectors, to `segment`."""
+        folder = self._folder(entry)
+        offsets = read_sentence_offsets(folder)
+        passage_vectors = FaissVectorIndex.open(folder / PASSAGE_VECTORS)
+        sentence_vectors = FaissVectorIndex.open(folder / SENTENCE_VECTORS)
+        with MetadataStore.open(folder, entry.deleted) as store:
+            live = store.live_documents()
+            for first in range(0, len(live), MERGE_BATCH):
+                chosen = live[first : first + MERGE_BATCH]
+                chunked = store.chunked_documents([doc_id for doc_id, *_ in chosen])
+                documents = [
+                    (loaded, record)
+                    for loaded, (_, record, _, _) in zip(chunked, chosen, strict=True)
+                ]
+                passage_rows = np.concatenate([np.arange(a, b) for _, _, a, b in chosen])
+                sentence_rows = np.concatenate(
+                    [np.arange(offsets[a], offsets[b]) for _, _, a, b in chosen]
                 )
-                self.progress.advance()
-        dimension = self.embedder.dimension
-        return self._write(
-            documents,
-            np.concatenate(passage_parts) if passage_parts else np.zeros((0, dimension)),
-            np.concatenate(sentence_parts) if sentence_parts else np.zeros((0, dimension)),
-        )
+                segment.add(
+                    documents,
+                    passage_vectors.vectors(passage_rows),
+                    sentence_vectors.vectors(sentence_rows),
+                )
+                self.progress.advance(len(chosen))
 
     def publish(self, segments: Sequence[SegmentEntry]) -> None:
         """Make a generation of these segments live."""
@@ -393,59 +451,5 @@ class IndexWriter:
             ),
         )
 
-    def _write(
-        self,
-        documents: Sequence[_Loaded],
-        passage_vectors: np.ndarray,
-        sentence_vectors: np.ndarray,
-    ) -> SegmentEntry:
-        """Write a segment of documents whose vectors are known; return its entry."""
-        passages = [p for loaded in documents for p in loaded.chunked.passages]
-        sentences = [s for p in passages for s in p.sentences]
-        dimension = self.embedder.dimension
-        ann = ann_config_for(len(passages)) if self.wants_ann(len(passages)) else None
-        staged = new_segment(self.index_dir)
-        try:
-            self.progress.start("Writing index", 3)
-            with MetadataStore.create(staged) as store:
-                store.write_documents((loaded.chunked, loaded.record) for loaded in documents)
-            write_sentence_offsets(staged, [len(p.sentences) for p in passages])
-            self.progress.advance()
-            _checkpoint("write")
-            _save_vectors(staged / PASSAGE_VECTORS, passage_vectors, dimension, ann=ann)
-            _save_vectors(
-                staged / SENTENCE_VECTORS, sentence_vectors, dimension, dtype=SENTENCE_DTYPE
-            )
-            self.progress.advance()
-            LexicalIndex.write(staged / LEXICAL, (lexical_terms(lexical_text(p)) for p in passages))
-            LexicalIndex.write(
-                staged / SENTENCE_LEXICAL, (lexical_terms(s.text) for s in sentences)
-            )
-            self.progress.advance()
-            name = finish_segment(staged)
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
-        return SegmentEntry(
-            name=name,
-            documents=len(documents),
-            passages=len(passages),
-            sentences=len(sentences),
-            ann=ann.to_dict() if ann else None,
-        )
-
     def _folder(self, entry: SegmentEntry) -> Path:
         return segment_path(self.index_dir, entry.name)
-
-
-def _save_vectors(
-    path: Path,
-    vectors: np.ndarray,
-    dimension: int,
-    *,
-    dtype: type[np.floating] = np.float32,
-    ann: AnnConfig | None = None,
-) -> None:
-    index = FaissVectorIndex.empty(dimension)
-    index.add(vectors)
-    index.save(path, dtype=dtype, ann_config=ann)

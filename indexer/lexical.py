@@ -125,32 +125,10 @@ class LexicalSegment:
 
         An empty collection writes nothing.
         """
-        vocabulary: dict[str, int] = {}
-        term_ids, posting_rows, posting_counts = array("q"), array("q"), array("f")
-        lengths = array("f")
-        for row, terms in enumerate(rows):
-            lengths.append(len(terms))
-            for term, count in Counter(terms).items():
-                term_ids.append(vocabulary.setdefault(term, len(vocabulary)))
-                posting_rows.append(row)
-                posting_counts.append(count)
-        if not lengths:
-            return 0
-        by_term = np.argsort(np.frombuffer(term_ids, dtype=np.int64), kind="stable")
-        term_starts = np.zeros(len(vocabulary) + 1, dtype=np.int64)
-        np.cumsum(
-            np.bincount(np.frombuffer(term_ids, dtype=np.int64), minlength=len(vocabulary)),
-            out=term_starts[1:],
-        )
-        path.mkdir(parents=True, exist_ok=True)
-        np.save(path / ARRAYS[0], term_starts)
-        np.save(path / ARRAYS[1], np.frombuffer(posting_rows, dtype=np.int64)[by_term])
-        np.save(path / ARRAYS[2], np.frombuffer(posting_counts, dtype=np.float32)[by_term])
-        np.save(path / ARRAYS[3], np.frombuffer(lengths, dtype=np.float32))
-        (path / VOCABULARY).write_text(json.dumps(vocabulary), encoding="utf-8")
-        params = {"format": LEXICAL_FORMAT, "rows": len(lengths), "terms": len(vocabulary)}
-        (path / PARAMS).write_text(json.dumps(params), encoding="utf-8")
-        return len(lengths)
+        writer = LexicalWriter()
+        for terms in rows:
+            writer.add(terms)
+        return writer.write(path)
 
     def __len__(self) -> int:
         return len(self.row_lengths)
@@ -162,6 +140,46 @@ class LexicalSegment:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         start, end = int(self._term_starts[token]), int(self._term_starts[token + 1])
         return self._posting_rows[start:end], self._posting_counts[start:end]
+
+
+class LexicalWriter:
+    """Postings gathered row after row (compactly), then written as one segment's."""
+
+    def __init__(self) -> None:
+        self._vocabulary: dict[str, int] = {}
+        self._term_ids = array("i")
+        self._posting_rows = array("i")
+        self._posting_counts = array("f")
+        self._lengths = array("f")
+
+    def add(self, terms: Sequence[str]) -> None:
+        """The next row's terms."""
+        row = len(self._lengths)
+        self._lengths.append(len(terms))
+        vocabulary = self._vocabulary
+        for term, count in Counter(terms).items():
+            self._term_ids.append(vocabulary.setdefault(term, len(vocabulary)))
+            self._posting_rows.append(row)
+            self._posting_counts.append(count)
+
+    def write(self, path: Path) -> int:
+        """Save the postings at `path`; return how many rows there were (none: no folder)."""
+        if not self._lengths:
+            return 0
+        term_ids = np.frombuffer(self._term_ids, dtype=np.int32)
+        by_term = np.argsort(term_ids, kind="stable")
+        term_starts = np.zeros(len(self._vocabulary) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(term_ids, minlength=len(self._vocabulary)), out=term_starts[1:])
+        path.mkdir(parents=True, exist_ok=True)
+        np.save(path / ARRAYS[0], term_starts)
+        np.save(path / ARRAYS[1], np.frombuffer(self._posting_rows, dtype=np.int32)[by_term])
+        np.save(path / ARRAYS[2], np.frombuffer(self._posting_counts, dtype=np.float32)[by_term])
+        np.save(path / ARRAYS[3], np.frombuffer(self._lengths, dtype=np.float32))
+        (path / VOCABULARY).write_text(json.dumps(self._vocabulary), encoding="utf-8")
+        rows = len(self._lengths)
+        params = {"format": LEXICAL_FORMAT, "rows": rows, "terms": len(self._vocabulary)}
+        (path / PARAMS).write_text(json.dumps(params), encoding="utf-8")
+        return rows
 
 
 class LexicalIndex:

@@ -476,6 +476,8 @@ class MetadataStore:
         self._generation = generation
         self._lock = threading.Lock()
         self._deleted = json.dumps(sorted(deleted))
+        self._next_passage = 0
+        self._next_sentence = 0
 
     @classmethod
     def open(cls, generation: Path, deleted: Iterable[str] = ()) -> MetadataStore:
@@ -695,9 +697,10 @@ class MetadataStore:
     # -- writing -------------------------------------------------------------------------
 
     def write_documents(self, documents: Iterable[tuple[ChunkedDocument, FileRecord]]) -> None:
-        """Store documents in order; passage and sentence ids follow that order from 0."""
-        passage_id = 0
-        sentence_id = 0
+        """Store documents in order; passage and sentence ids follow that order, from 0 in a
+        new segment and on from where the last call left off."""
+        passage_id = self._next_passage
+        sentence_id = self._next_sentence
         db = self._db
         for chunked, record in documents:
             document = chunked.document
@@ -769,6 +772,7 @@ class MetadataStore:
                 passage_id += 1
                 sentence_id += len(passage.sentences)
         db.commit()
+        self._next_passage, self._next_sentence = passage_id, sentence_id
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -19,8 +19,11 @@ import numpy as np
 from indexer.errors import REBUILD_HINT, IndexCorrupt
 from indexer.ranking import RowRanges, RowScores, best_of
 
-# Rows multiplied with the question at once by the exact scan (bounded memory per question).
+# Rows multiplied with the question at once by the exact scan (bounded memory per question),
+# and added to an ANN structure at once while it is built.
 SCAN_CHUNK = 32768
+# At most this many rows (evenly spread) train an ANN structure's quantiser.
+TRAINING_ROWS = 200_000
 # The ANN structure returns this many times more rows than asked, rescored exactly.
 ANN_OVERSAMPLE = 2
 # A search within rows (a filter's scope) this few is an exact scan of just those rows; a
@@ -76,14 +79,20 @@ class AnnConfig:
     nprobe: int = 0  # IVF
 
     def build(self, vectors: np.ndarray) -> faiss.Index:
-        """The structure trained on and filled with `vectors` (float32, unit length)."""
-        data = np.ascontiguousarray(vectors, dtype=np.float32)
-        index = faiss.index_factory(data.shape[1], self.factory, faiss.METRIC_INNER_PRODUCT)
+        """The structure trained on and filled with `vectors` (unit length; a memory map is
+        read a block at a time, so it need not fit in memory twice)."""
+        index = faiss.index_factory(vectors.shape[1], self.factory, faiss.METRIC_INNER_PRODUCT)
         if not index.is_trained:
-            index.train(data)
-        index.add(data)
+            step = max(1, len(vectors) // TRAINING_ROWS)
+            index.train(np.ascontiguousarray(vectors[::step], dtype=np.float32))
+        for start in range(0, len(vectors), SCAN_CHUNK):
+            index.add(np.ascontiguousarray(vectors[start : start + SCAN_CHUNK], dtype=np.float32))
         self.tune(index)
         return index
+
+    def write(self, vectors: np.ndarray, path: Path) -> None:
+        """Build the structure over `vectors` and save it at `path`."""
+        faiss.write_index(self.build(vectors), str(path))
 
     def tune(self, index: faiss.Index) -> None:
         """Set the search width on an index built or read with this configuration."""
@@ -349,6 +358,44 @@ class SegmentedVectors:
         return [
             (int(segment), rows[at == segment] - self._bases[segment]) for segment in np.unique(at)
         ]
+
+
+class VectorFileWriter:
+    """A `.npy` file of vectors written a block at a time (its row count is set on close)."""
+
+    # Room for the header: numpy pads it with spaces, so the real shape is written over it.
+    HEADER_BYTES = 128
+
+    def __init__(self, path: Path, dimension: int, dtype: type[np.floating]) -> None:
+        self.path = path
+        self.dimension = dimension
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+        self._file = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self._file.write(b"\0" * self.HEADER_BYTES)
+
+    def append(self, vectors: np.ndarray) -> None:
+        block = np.ascontiguousarray(vectors, dtype=self.dtype).reshape(-1, self.dimension)
+        self._file.write(block.tobytes())
+        self.rows += len(block)
+
+    def close(self) -> None:
+        """Write the header with the final shape (once; later calls do nothing)."""
+        if self._file.closed:
+            return
+        header = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": (self.rows, self.dimension),
+        }
+        text = repr(header).encode("latin1")
+        prefix = np.lib.format.magic(1, 0)
+        room = self.HEADER_BYTES - len(prefix) - 2 - 1
+        if len(text) > room:
+            raise ValueError(f"a .npy header of {len(text)} bytes does not fit in {room}")
+        self._file.seek(0)
+        self._file.write(prefix + (room + 1).to_bytes(2, "little") + text.ljust(room) + b"\n")
+        self._file.close()
 
 
 ANN_SUFFIX = ".ann.faiss"

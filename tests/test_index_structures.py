@@ -26,7 +26,13 @@ from indexer.store import (
     read_sentence_offsets,
     read_stats,
 )
-from indexer.vectors import AnnConfig, FaissVectorIndex, ann_path_of
+from indexer.vectors import (
+    AnnConfig,
+    FaissVectorIndex,
+    VectorFileWriter,
+    ann_path_of,
+    check_vector_file,
+)
 
 INDEXER = Path(__file__).resolve().parent.parent / "indexer"
 QUESTIONS = (
@@ -61,6 +67,22 @@ def test_vectors_are_memory_mapped_read_only(tmp_path: Path) -> None:
     assert isinstance(stored, np.memmap) and stored.mode == "r"
     with pytest.raises(ValueError, match="read-only"):
         stored[0, 0] = 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_vectors_written_a_block_at_a_time_read_back_as_one_npy_file(
+    tmp_path: Path, dtype: type[np.floating]
+) -> None:
+    data = _unit_vectors(70)
+    writer = VectorFileWriter(tmp_path / "v.npy", 16, dtype)
+    for start in range(0, 70, 32):
+        writer.append(data[start : start + 32])
+    writer.close()
+    check_vector_file(tmp_path / "v.npy", (70, 16), dtype)
+    np.testing.assert_array_equal(np.load(tmp_path / "v.npy"), data.astype(dtype))
+    empty = VectorFileWriter(tmp_path / "none.npy", 16, dtype)
+    empty.close()
+    assert np.load(tmp_path / "none.npy").shape == (0, 16)
 
 
 def test_seed_index_files_are_memory_mapped_read_only(seed_index: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from indexer import build as build_module
 from indexer.build import build_index
 from indexer.embedding import Embedder
 from indexer.retrieval import Scope, Searcher
@@ -322,3 +323,31 @@ def test_the_merge_policy_merges_the_smallest_crowded_tier_first() -> None:
     with_ann = _entry("seg-a", 100, ann=True)
     assert plan_merge([with_ann], no_ann, 10) == [with_ann]
     assert plan_merge([with_ann], lambda passages: True, 10) == []
+
+
+def test_a_run_written_a_few_passages_at_a_time_is_the_same_index(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files are embedded and written in batches (memory bounded by the batch, not the
+    collection): batches of one passage give the same index as one batch of everything."""
+    docs = tmp_path / "docs"
+    for name, text in TOPICS.items():
+        _write(docs, name, text)
+    whole = _settings(tmp_path, "whole")
+    build_index(docs, whole, embedder=embedder)
+    monkeypatch.setattr(build_module, "WRITE_BATCH", 1)
+    monkeypatch.setattr(build_module, "MERGE_BATCH", 1)
+    batched = _settings(tmp_path, "batched")
+    shutil.copytree(whole.index / "cache", batched.index / "cache")
+    assert build_index(docs, batched, embedder=embedder).embedded == 0
+    assert _answers(batched.index, embedder) == _answers(whole.index, embedder)
+    for name in ("apples.txt", "boats.txt", "cats.txt", "notes/dunes.txt"):
+        (docs / name).unlink()
+    build_index(docs, batched, embedder=embedder)  # the mostly deleted segment is rewritten
+    (entry,) = _manifest(batched.index)["segments"]
+    assert entry["deleted"] == [] and entry["documents"] == 2
+    searcher = Searcher.open(batched.index, embedder)
+    try:
+        assert searcher.ask("How do ferns reproduce?").hits[0].passage.doc_id == "notes/ferns.txt"
+    finally:
+        searcher.close()
