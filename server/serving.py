@@ -92,7 +92,10 @@ def listen(host: str, port: int) -> socket.socket:
     """
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP named, not left 0: asyncio disables Nagle's algorithm only on sockets
+        # that say they are TCP, and with it on, a keep-alive client waited 40 ms for every
+        # response body (its delayed ACK of the headers): 48 ms a question instead of 7.
+        listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
     except OSError as error:

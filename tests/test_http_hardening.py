@@ -3,6 +3,7 @@ connections, and an index damaged while the server runs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import select
 import shutil
@@ -28,7 +29,7 @@ from indexer.retrieval import MAX_K, MAX_QUERY_CHARS, Searcher, validate_query
 from indexer.settings import Settings
 from indexer.store import META, current_generation, live_segments
 from server.app import MAX_BODY_BYTES, create_app
-from server.serving import uvicorn_config
+from server.serving import listen, uvicorn_config
 
 pytest_plugins = ["server_helpers"]
 
@@ -388,3 +389,32 @@ def test_healthz_notices_a_removed_generation(
     response = client.get("/healthz")
     assert response.status_code == 503
     assert "removed" in str(error_of(response)["message"])
+
+
+def test_connections_accepted_by_serve_send_small_writes_at_once() -> None:
+    """Nagle's algorithm is off on the connections `paracite serve` accepts: with it on, a
+    keep-alive client's delayed ACK held every response body back about 40 ms. asyncio
+    turns it off only on sockets that say they are TCP, which `listen` now makes."""
+    listener = listen("127.0.0.1", 0)
+    nodelay: list[int] = []
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            nodelay.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    async def accept_one() -> None:
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
+        port = listener.getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(200):  # until accepted; bounded, not a guess at speed
+            if nodelay:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(accept_one())
+    assert nodelay == [1]
