@@ -298,7 +298,7 @@ def add_one_file(settings: Settings, docs: Path, base: str) -> dict[str, Any]:
     indexed = time.perf_counter() - started
     with httpx.Client(base_url=base, timeout=120) as http:
         while True:
-            hits = http.get("/api/search", params={"q": ADDED_MARKER, "k": 1}).json()["results"]
+            hits = http.get("/api/search", params={"q": ADDED_MARKER, "k": 1}).json()["passages"]
             if hits and hits[0]["doc_id"] == "added/quokkas.txt":
                 break
             if time.perf_counter() - started > 600:
