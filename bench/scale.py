@@ -254,10 +254,20 @@ def over_http(settings: Settings, docs: Path, questions: list[str]) -> dict[str,
         while asked < SERVED_QUESTIONS:
             asked += len(_ask_all(base, questions[: SERVED_QUESTIONS - asked], 4))
         results["serve_rss_mb"], results["serve_peak_rss_mb"] = memory_mib(server.pid)
+        results["serve_anon_rss_mb"] = anonymous_mib(server.pid)
         results.update(add_one_file(settings, docs, base))
         return results
     finally:
         stop_server(server)
+
+
+def anonymous_mib(pid: int) -> float:
+    """The process's resident memory less the pages of files it maps (RssAnon, MiB): what
+    it holds itself, where memory-mapped index files are page cache the kernel can drop."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _ask_all(base: str, questions: list[str], clients: int) -> list[float]:
@@ -328,6 +338,7 @@ def main() -> None:
         help="where collections and indexes are built (removed per size)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per size")
+    parser.add_argument("--keep", action="store_true", help="keep each size's collection and index")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
 
@@ -358,7 +369,8 @@ def main() -> None:
         if args.json:
             print(json.dumps(result), flush=True)
         rows.append(result)
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
     if not args.json:
         columns = [
             "passages",

@@ -26,6 +26,9 @@ from indexer.ranking import RowRanges, RowScores, best_of
 BM25_K1 = 0.9
 BM25_B = 0.4
 LEXICAL_FORMAT = 1
+# A question's postings are summed per row in an array over every row when there are more
+# than one per this many rows; fewer are sorted instead.
+DENSE_SUM_FACTOR = 16
 PARAMS = "params.json"
 VOCABULARY = "vocabulary.json"
 # The arrays of a lexical folder: per term where its postings start (then the total), per
@@ -231,9 +234,18 @@ class LexicalIndex:
                 score_parts.append(idf * counts / (norm + counts))
         if not rows_parts:
             return LexicalMatches.empty()
-        unique, slot = np.unique(np.concatenate(rows_parts), return_inverse=True)
-        summed = np.bincount(slot.reshape(-1), weights=np.concatenate(score_parts))
-        matches = LexicalMatches(unique, summed.astype(np.float32))
+        rows, scores = np.concatenate(rows_parts), np.concatenate(score_parts)
+        if len(rows) * DENSE_SUM_FACTOR >= total_rows:
+            # Many postings: summing into one slot per row beats sorting them (15 ms of a
+            # 22 ms question at 100,000 passages); BM25 scores are positive, so the rows
+            # with a sum are the rows that match.
+            summed = np.bincount(rows, weights=scores, minlength=total_rows)
+            unique = np.flatnonzero(summed)
+            summed = summed[unique]
+        else:
+            unique, slot = np.unique(rows, return_inverse=True)
+            summed = np.bincount(slot.reshape(-1), weights=scores)
+        matches = LexicalMatches(unique.astype(np.int64), summed.astype(np.float32))
         if self._deleted is not None:
             matches = matches.only(~self._deleted.contains(matches.rows))
         return matches

@@ -116,9 +116,13 @@ def ann_config_for(rows: int) -> AnnConfig:
     HNSW with 8-bit scalar-quantised vectors: recall@100 0.997 against exact on SciFact
     and 1.000 on SQuAD (rescored), in 656 bytes per vector where HNSW over float32
     vectors takes 1,808; IVF-SQ8 needs far more lists probed for the same recall
-    (bench/ann_recall.py, BENCHMARKS.md).
+    (bench/ann_recall.py, BENCHMARKS.md). A larger graph needs a wider search for the same
+    recall: on 100,000 passages recombined from SciFact's (bench/scale.py), efSearch 256
+    gave 0.967, 512 gave 0.985 (1.2 ms) and 1024 gave 0.998 (2.6 ms).
     """
-    return AnnConfig("HNSW32,SQ8", ef_search=256)
+    if rows < 100_000:
+        return AnnConfig("HNSW32,SQ8", ef_search=256)
+    return AnnConfig("HNSW32,SQ8", ef_search=512 if rows < 1_000_000 else 1024)
 
 
 class FaissVectorIndex:
