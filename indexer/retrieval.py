@@ -134,7 +134,7 @@ class Searcher:
         self.weights = weights or FusionWeights()
         if ann_min_passages is None:
             ann_min_passages = Settings().ann_min_passages
-        index = SegmentedIndex.open(generation, self.manifest, ann_min_passages)
+        index = SegmentedIndex.open(generation, self.manifest, ann_min_passages, self._stamps)
         self._store = index.store
         self._scopes: dict[Scope, RowRanges] = {}
         self._scope_lock = threading.Lock()
@@ -145,9 +145,10 @@ class Searcher:
             raise
 
     def _wire_stages(self, index: SegmentedIndex, candidates_per_signal: int) -> None:
+        self.segments = index.readers
         self.uses_ann = index.passage_vectors.uses_ann
         self._passages = self._store.rows
-        self._layout = self._store.document_layout()
+        self._layout = index.layout
         w = self.weights
         self._candidates = CandidateStage(
             index.passage_vectors,

@@ -10,6 +10,8 @@ are left out of every search and listing.
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,18 +82,15 @@ class SegmentedStore:
             if store.counts()[1] != entry.passages:
                 raise IndexCorrupt(f"index segment {entry.name} is inconsistent with its manifest")
 
-    def document_layout(self) -> DocumentLayout:
-        starts: list[np.ndarray] = []
-        author_passage: dict[int, int] = {}
-        documents = 0
-        for store, base in zip(self._stores, self._bases, strict=False):
-            layout = store.document_layout()
-            starts.append(layout.first_passage + base)
-            for position, row in layout.author_passage.items():
-                author_passage[position + documents] = row + int(base)
-            documents += len(layout.first_passage)
-        first = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
-        return DocumentLayout(first, author_passage)
+    @property
+    def bases(self) -> np.ndarray:
+        """Where each segment's passage rows start, then the total."""
+        return self._bases
+
+    def segment_deleted_rows(self, position: int) -> np.ndarray:
+        """The rows (in the segment's own numbering) of the documents deleted from the
+        segment at this position, as [start, end) ranges."""
+        return self._stores[position].document_rows(self._entries[position].deleted)[0]
 
     def deleted_rows(self) -> RowRanges:
         """The passage rows of deleted documents."""
@@ -162,34 +161,93 @@ class SegmentedStore:
         return [value for value in out if value is not None]
 
 
+class SegmentReader:
+    """What search reads of one segment that never changes: its vectors (memory-mapped), ANN
+    structure, postings, sentence offsets and document layout.
+
+    Opened once per process and shared by every generation listing the segment, so that a
+    server moving to a new generation opens only the segments it has not seen (the ANN
+    structure and vocabularies of a large segment take seconds to read).
+    """
+
+    _shared: weakref.WeakValueDictionary[tuple[object, ...], SegmentReader] = (
+        weakref.WeakValueDictionary()
+    )
+    _shared_lock = threading.Lock()
+
+    def __init__(self, folder: Path, entry: SegmentEntry, ann: AnnConfig | None) -> None:
+        self.offsets = read_sentence_offsets(folder)
+        self.passage_vectors = FaissVectorIndex.open(folder / PASSAGE_VECTORS, ann)
+        self.sentence_vectors = FaissVectorIndex.open(folder / SENTENCE_VECTORS)
+        if (
+            len(self.offsets) - 1 != entry.passages
+            or len(self.passage_vectors) != entry.passages
+            or int(self.offsets[-1]) != entry.sentences
+            or len(self.sentence_vectors) != entry.sentences
+        ):
+            raise IndexCorrupt(f"index segment {folder} is inconsistent: vector counts differ")
+        self.lexical = LexicalSegment.open(folder / LEXICAL, entry.passages)
+        self.sentence_lexical = LexicalSegment.open(folder / SENTENCE_LEXICAL, entry.sentences)
+        with MetadataStore.open(folder) as store:
+            self.layout = store.document_layout()
+
+    @classmethod
+    def shared(
+        cls, folder: Path, entry: SegmentEntry, ann: AnnConfig | None, stamps: object
+    ) -> SegmentReader:
+        """The reader of a segment, opened now or shared with generations opened before
+        (while any of them is open); `stamps` (its files' sizes and times) must match."""
+        key = (str(folder), None if ann is None else tuple(ann.to_dict().items()), stamps)
+        with cls._shared_lock:
+            reader = cls._shared.get(key)
+            if reader is None:
+                reader = cls(folder, entry, ann)
+                cls._shared[key] = reader
+            return reader
+
+
 @dataclass(slots=True)
 class SegmentedIndex:
     """Everything search reads from a generation, opened over all its segments."""
 
     store: SegmentedStore
+    readers: list[SegmentReader]
     passage_vectors: FaissVectorIndex | SegmentedVectors
     sentence_vectors: FaissVectorIndex | SegmentedVectors
     lexical: LexicalIndex
     sentence_lexical: LexicalIndex
     sentence_offsets: np.ndarray  # int64: where each passage row's sentences start, then the total
+    layout: DocumentLayout
 
     @classmethod
-    def open(cls, generation: Path, manifest: Manifest, ann_min_passages: int) -> SegmentedIndex:
+    def open(
+        cls,
+        generation: Path,
+        manifest: Manifest,
+        ann_min_passages: int,
+        stamps: dict[str, tuple[int, int]] | None = None,
+    ) -> SegmentedIndex:
         """The generation's structures; a segment's ANN structure is used when it holds at
-        least `ann_min_passages` passages."""
+        least `ann_min_passages` passages. `stamps` are the generation's `file_stamps`."""
         store = SegmentedStore.open(generation, manifest)
         try:
-            return cls._open(generation, manifest, store, ann_min_passages)
+            return cls._open(generation, manifest, store, ann_min_passages, stamps or {})
         except BaseException:
             store.close()
             raise
 
     @classmethod
     def _open(
-        cls, generation: Path, manifest: Manifest, store: SegmentedStore, ann_min_passages: int
+        cls,
+        generation: Path,
+        manifest: Manifest,
+        store: SegmentedStore,
+        ann_min_passages: int,
+        stamps: dict[str, tuple[int, int]],
     ) -> SegmentedIndex:
         store.check_counts()
-        passage_parts, sentence_parts, lexical, sentence_lexical, offsets = [], [], [], [], []
+        readers = []
+        passage_parts, sentence_parts, offsets = [], [], []
         sentence_base = 0
         for entry, folder in zip(
             manifest.segments, segment_paths(generation, manifest), strict=True
@@ -199,29 +257,19 @@ class SegmentedIndex:
                 if entry.ann is not None and entry.passages >= ann_min_passages
                 else None
             )
-            own_offsets = read_sentence_offsets(folder)
-            passages = FaissVectorIndex.open(folder / PASSAGE_VECTORS, ann)
-            sentences = FaissVectorIndex.open(folder / SENTENCE_VECTORS)
-            if (
-                len(own_offsets) - 1 != entry.passages
-                or len(passages) != entry.passages
-                or int(own_offsets[-1]) != entry.sentences
-                or len(sentences) != entry.sentences
-            ):
-                raise IndexCorrupt(f"index segment {folder} is inconsistent: vector counts differ")
+            prefix = f"{folder.parent.name}/{folder.name}/"
+            own_stamps = tuple(sorted(v for k, v in stamps.items() if k.startswith(prefix)))
+            reader = SegmentReader.shared(folder, entry, ann, own_stamps)
+            readers.append(reader)
+            # Views of the shared vectors, each with this generation's deletions.
+            passages, sentences = reader.passage_vectors.view(), reader.sentence_vectors.view()
             if entry.deleted:
-                own_store = MetadataStore.open(folder)
-                try:
-                    deleted, _ = own_store.document_rows(entry.deleted)
-                finally:
-                    own_store.close()
+                deleted = store.segment_deleted_rows(len(readers) - 1)
                 passages.remove(RowRanges(deleted).rows())
-                sentences.remove(_sentence_rows(own_offsets, deleted))
+                sentences.remove(_sentence_rows(reader.offsets, deleted))
             passage_parts.append(passages)
             sentence_parts.append(sentences)
-            lexical.append(LexicalSegment.open(folder / LEXICAL, entry.passages))
-            sentence_lexical.append(LexicalSegment.open(folder / SENTENCE_LEXICAL, entry.sentences))
-            offsets.append(np.asarray(own_offsets[:-1], dtype=np.int64) + sentence_base)
+            offsets.append(np.asarray(reader.offsets[:-1], dtype=np.int64) + sentence_base)
             sentence_base += entry.sentences
         offsets.append(np.array([sentence_base], dtype=np.int64))
         sentence_offsets = np.concatenate(offsets)
@@ -237,15 +285,31 @@ class SegmentedIndex:
         )
         return cls(
             store,
+            readers,
             _one_or_all(passage_parts, manifest.dimension),
             _one_or_all(sentence_parts, manifest.dimension),
-            LexicalIndex(lexical, deleted_passages),
-            LexicalIndex(sentence_lexical, deleted_sentences),
+            LexicalIndex([r.lexical for r in readers], deleted_passages),
+            LexicalIndex([r.sentence_lexical for r in readers], deleted_sentences),
             sentence_offsets,
+            _joined_layout([r.layout for r in readers], store.bases),
         )
 
     def close(self) -> None:
         self.store.close()
+
+
+def _joined_layout(layouts: Sequence[DocumentLayout], bases: np.ndarray) -> DocumentLayout:
+    """The document layouts of segments as one, over rows numbered segment after segment."""
+    starts: list[np.ndarray] = []
+    author_passage: dict[int, int] = {}
+    documents = 0
+    for layout, base in zip(layouts, bases, strict=False):
+        starts.append(layout.first_passage + base)
+        for position, row in layout.author_passage.items():
+            author_passage[position + documents] = row + int(base)
+        documents += len(layout.first_passage)
+    first = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
+    return DocumentLayout(first, author_passage)
 
 
 def _one_or_all(

@@ -146,6 +146,11 @@ class FaissVectorIndex:
         self._ann = ann
         self.ann_config = ann_config
 
+    def view(self) -> FaissVectorIndex:
+        """The same stored vectors and ANN structure (shared, not copied), without rows
+        added or removed since opening: for another set of deletions."""
+        return FaissVectorIndex(self._stored, self._ann, self.ann_config)
+
     @classmethod
     def empty(cls, dimension: int) -> FaissVectorIndex:
         """An index with no rows, to `add` to and `save`."""

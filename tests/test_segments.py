@@ -351,3 +351,34 @@ def test_a_run_written_a_few_passages_at_a_time_is_the_same_index(
         assert searcher.ask("How do ferns reproduce?").hits[0].passage.doc_id == "notes/ferns.txt"
     finally:
         searcher.close()
+
+
+def test_a_server_moving_to_a_new_generation_reopens_only_new_segments(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    docs = tmp_path / "docs"
+    _write(docs, "apples.txt", TOPICS["apples.txt"])
+    settings = _settings(tmp_path, "idx")
+    build_index(docs, settings, embedder=embedder)
+    before = Searcher.open(settings.index, embedder)
+    _write(docs, "boats.txt", TOPICS["boats.txt"])
+    build_index(docs, settings, embedder=embedder)
+    after = Searcher.open(settings.index, embedder)
+    try:
+        old_reader = before.segments[0]
+        assert after.segments[0] is old_reader  # the unchanged segment, shared
+        assert len(after.segments) == 2 and after.segments[1] is not old_reader
+        assert after.search("Why do boats float?", k=1).hits[0].passage.doc_id == "boats.txt"
+        # Deletions are the generation's own: the old searcher still sees what it saw.
+        (docs / "apples.txt").unlink()
+        build_index(docs, settings, embedder=embedder)
+        latest = Searcher.open(settings.index, embedder)
+        try:
+            assert [d.doc_id for d in latest.documents()] == ["boats.txt"]
+            assert before.search("apples", k=1).hits[0].passage.doc_id == "apples.txt"
+            assert latest.search("apples", k=3).hits[0].passage.doc_id == "boats.txt"
+        finally:
+            latest.close()
+    finally:
+        before.close()
+        after.close()
