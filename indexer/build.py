@@ -448,6 +448,7 @@ class IndexWriter:
                 built_at=now_iso(),
                 sentence_vectors=self.sentence_mode,
                 segments=tuple(segments),
+                device=self.embedder.device,
             ),
         )
 

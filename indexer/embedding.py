@@ -24,7 +24,13 @@ from typing import get_args
 import numpy as np
 
 from indexer.embedding_cache import EmbeddingCache, span_key
-from indexer.encoders import Encoder, Span, TorchEncoder, load_sentence_transformer
+from indexer.encoders import (
+    Encoder,
+    Span,
+    TorchEncoder,
+    load_sentence_transformer,
+    torch_device,
+)
 from indexer.errors import ModelUnavailable
 from indexer.onnx_export import load_onnx_encoder
 from indexer.settings import DEFAULT_MODEL, Backend, SentenceVectors, Settings
@@ -61,6 +67,11 @@ class Embedder:
     @property
     def max_tokens(self) -> int:
         return self.encoder.max_tokens
+
+    @property
+    def device(self) -> str:
+        """Where the model runs: "cpu", or a GPU such as "cuda:0" (torch backend only)."""
+        return str(getattr(self.encoder, "device", "cpu"))
 
     @property
     def window_tokens(self) -> int:
@@ -181,7 +192,7 @@ def load_embedder(
     try:
         encoder: Encoder
         if backend == "torch":
-            encoder = TorchEncoder(load_sentence_transformer(location))
+            encoder = TorchEncoder(load_sentence_transformer(location, torch_device()))
         else:
             encoder = load_onnx_encoder(
                 location,

@@ -252,6 +252,7 @@ class IndexStats:
     format_version: int
     chunking: dict[str, Any]
     sentence_vectors: str = "standalone"
+    device: str = "cpu"  # where the model that built the index ran
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -263,6 +264,7 @@ class IndexStats:
             "passages": self.passages,
             "sentences": self.sentences,
             "sentence_vectors": self.sentence_vectors,
+            "device": self.device,
             "built_at": self.built_at,
             "format_version": self.format_version,
             "chunking": self.chunking,

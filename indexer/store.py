@@ -148,6 +148,8 @@ class Manifest:
     # How sentence vectors were made (see indexer.embedding); older indexes made them alone.
     sentence_vectors: str = "standalone"
     segments: tuple[SegmentEntry, ...] = ()
+    # Where the model of the indexing run that wrote this generation ran ("cpu", "cuda:0").
+    device: str = "cpu"
 
     @classmethod
     def read(cls, generation: Path) -> Manifest:
@@ -185,6 +187,7 @@ class Manifest:
             format_version=self.format_version,
             chunking=self.chunking,
             sentence_vectors=self.sentence_vectors,
+            device=self.device,
         )
 
     def check_compatible(self, model: str | None = None, backend: str | None = None) -> None:

@@ -139,6 +139,7 @@ class HealthResponse(BaseModel):
     passages: int
     sentences: int
     sentence_vectors: str
+    device: str
     built_at: str
     format_version: int
     chunking: dict[str, JsonValue]

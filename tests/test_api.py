@@ -193,8 +193,8 @@ def test_healthz_fields_are_exactly_those_the_readme_shows(
     data = client.get("/healthz").json()
     types = {
         "status": str, "model": str, "backend": str, "dimension": int, "documents": int,
-        "passages": int, "sentences": int, "sentence_vectors": str, "built_at": str,
-        "format_version": int, "chunking": dict,
+        "passages": int, "sentences": int, "sentence_vectors": str, "device": str,
+        "built_at": str, "format_version": int, "chunking": dict,
     }  # fmt: skip
     assert set(data) == set(types)
     for key, kind in types.items():

@@ -455,3 +455,48 @@ def test_cache_keys_a_sentence_by_its_passage(tmp_path: Path, torch_embedder: Em
     assert embedded == 1  # standalone, the shared sentence is one text, embedded once
     np.testing.assert_allclose(alone[0], alone[1])
     cache.close()
+
+
+class _FakeSentenceTransformer:
+    """Stands in for sentence-transformers' class: remembers where it was put."""
+
+    def __init__(self, location: str, device: str, **kwargs: object) -> None:
+        self.device = device
+        self.halved = False
+
+    def half(self) -> _FakeSentenceTransformer:
+        self.halved = True
+        return self
+
+
+@pytest.mark.parametrize(("gpu", "device", "halved"), [(True, "cuda", True), (False, "cpu", False)])
+def test_the_torch_backend_runs_on_a_gpu_in_float16_when_there_is_one(
+    monkeypatch: pytest.MonkeyPatch, gpu: bool, device: str, halved: bool
+) -> None:
+    """No GPU here: the probe is replaced, and so is the model class (a real model cannot
+    move to a device that does not exist)."""
+    import sentence_transformers
+
+    monkeypatch.setattr(encoders, "cuda_available", lambda: gpu)
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", _FakeSentenceTransformer)
+    assert encoders.torch_device() == device
+    model = encoders.load_sentence_transformer("somewhere", encoders.torch_device())
+    assert (model.device, model.halved) == (device, halved)  # type: ignore[attr-defined]
+
+
+def test_an_index_says_which_device_built_it(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from indexer.build import build_index
+    from indexer.settings import Settings
+    from indexer.store import read_stats
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The lamp is lit at dusk.\n", encoding="utf-8")
+    assert embedder.device == "cpu"
+    build_index(docs, Settings(index=tmp_path / "cpu"), embedder=embedder)
+    assert read_stats(tmp_path / "cpu").device == "cpu"
+    monkeypatch.setattr(embedder.encoder, "device", "cuda:0", raising=False)
+    build_index(docs, Settings(index=tmp_path / "gpu"), embedder=embedder)
+    assert read_stats(tmp_path / "gpu").to_dict()["device"] == "cuda:0"
