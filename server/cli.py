@@ -392,7 +392,11 @@ def _print_eval(names: list[str], data: dict[str, Any]) -> None:
 
 def _open(index_dir: Path | None) -> Searcher:
     settings = _settings(index=index_dir)
-    return Searcher.open(settings.index, answer_threshold=settings.answer_threshold)
+    return Searcher.open(
+        settings.index,
+        answer_threshold=settings.answer_threshold,
+        min_confidence=settings.answer_confidence,
+    )
 
 
 def _print_result(result: AskResult, as_json: bool, with_answer: bool) -> None:

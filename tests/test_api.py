@@ -28,6 +28,7 @@ PASSAGE_KEYS = {
     "char_start", "char_end", "answer_start", "answer_end", "cited", "url",
 }  # fmt: skip
 ANSWER_KEYS = {
+    "confidence",
     "text",
     "passage",
     "doc_id",
@@ -58,6 +59,7 @@ def test_ask_answers_with_a_cited_sentence(client: TestClient) -> None:
     assert [p["rank"] for p in data["passages"]] == [1, 2, 3, 4, 5]
     answer = data["answer"]
     assert set(answer) == ANSWER_KEYS
+    assert 0 < answer["confidence"] <= 1
     cited = data["passages"][answer["passage"] - 1]
     assert (cited["doc_id"], cited["paragraph"]) == (answer["doc_id"], answer["paragraph"])
     assert cited["text"][cited["answer_start"] : cited["answer_end"]] == answer["text"]
