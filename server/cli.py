@@ -409,7 +409,9 @@ def _print_result(result: AskResult, as_json: bool, with_answer: bool) -> None:
         if result.answer:
             a = result.answer
             console.print(f"[bold]{escape(a.text)}[/] [cyan][{a.passage}][/]")
-            console.print(f"[dim]— {escape(a.title)}, ¶{a.paragraph}[/]\n")
+            console.print(
+                f"[dim]— {escape(a.title)}, ¶{a.paragraph} · {a.confidence:.0%} sure[/]\n"
+            )
         else:
             console.print(f"[yellow]{escape(result.no_answer_reason or '')}[/]\n")
     if not result.hits:

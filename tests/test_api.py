@@ -380,7 +380,9 @@ def test_lifespan_opens_the_index_once_and_closes_it(
         return opened[-1][2]
 
     monkeypatch.setattr(app_module.Searcher, "open", fake_open)
-    settings = Settings(index=seed_index, answer_threshold=0.5, ann_min_passages=7)
+    settings = Settings(
+        index=seed_index, answer_threshold=0.5, ann_min_passages=7, answer_confidence=0.4
+    )
     with TestClient(create_app(settings)) as fresh:
         assert fresh.get("/healthz").json()["status"] == "ok"
         assert fresh.get("/api/documents").status_code == 200
@@ -388,7 +390,12 @@ def test_lifespan_opens_the_index_once_and_closes_it(
     [(index_dir, options, borrowed)] = opened
     assert (index_dir, options) == (
         seed_index,
-        {"embedder": None, "answer_threshold": 0.5, "ann_min_passages": 7},
+        {
+            "embedder": None,
+            "answer_threshold": 0.5,
+            "ann_min_passages": 7,
+            "min_confidence": 0.4,
+        },
     )
     assert borrowed.closed
 
