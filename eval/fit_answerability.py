@@ -66,7 +66,7 @@ def collect(path: Path, cache: Path) -> list[Asked]:
     eval_set = load_squad(path)
     settings = Settings()
     settings = settings.with_overrides(index=workspace_for(eval_set, settings, cache))
-    build_eval_index(eval_set, settings, reuse_index=True)
+    build_eval_index(eval_set, settings)  # re-chunked by this code, vectors from the cache
     article_of = {document.filename: n for n, document in enumerate(eval_set.documents)}
     searcher = Searcher.open(settings.index, answer_threshold=settings.answer_threshold)
     nothing = np.full(len(NAMES), np.nan)
