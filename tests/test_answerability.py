@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from server_helpers import SEED_QUESTION
 
 from indexer.answerability import (
     COEFFICIENTS,
@@ -115,6 +116,20 @@ def test_the_answer_follows_its_confidence_and_the_threshold(
                     assert result.answer.text == assessment.candidate.text
         finally:
             searcher.close()
+
+
+def test_the_judgement_does_not_depend_on_how_many_passages_are_shown(
+    harwick: Searcher, searcher: Searcher
+) -> None:
+    for questions, index in (((ANSWERED, SILENT), harwick), ((SEED_QUESTION,), searcher)):
+        for question in questions:
+            default = index.ask(question).assessment
+            assert default is not None
+            for k in (1, 2, 12, 50):
+                other = index.ask(question, k=k).assessment
+                assert other is not None
+                assert other.candidate.passage == default.candidate.passage
+                assert other.confidence == pytest.approx(default.confidence)
 
 
 def test_search_and_later_pages_are_not_judged(harwick: Searcher) -> None:

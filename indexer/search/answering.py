@@ -37,8 +37,14 @@ class _Scored:
     """A hit's best sentence with the signals it was scored on."""
 
     position: int  # the passage's position among the fused rows
+    sentence: int  # the sentence's position among the fused sentences
     dense: float
     lexical: float
+
+
+# Passages the answerability evidence compares the best sentence with (the API's default k,
+# which the model was fitted at): its sentence margin and how rare each question term is.
+EVIDENCE_PASSAGES = 5
 
 
 class AnswerStage:
@@ -69,13 +75,15 @@ class AnswerStage:
     ) -> Answered:
         """The `k` best hits after skipping `offset`, and the answer when wanted (None when
         nothing answers; an answer belongs to the first page only)."""
-        top = fused.order()[offset : offset + k]
+        judged = want_answer and offset == 0
+        # The answerability evidence always compares the same number of passages, whatever k.
+        shown = max(k, EVIDENCE_PASSAGES) if judged else k
+        top = fused.order()[offset : offset + shown]
         passages = self.store.passages(fused.rows[top])
         answer_type = expected_answer_type(query.text)
         hits = []
         scored: dict[int, _Scored] = {}
-        sentence_scores: list[float] = []
-        relevant = False
+        sentence_scores: dict[int, float] = {}  # of the context passages, by sentence
         ranked = enumerate(zip(top, passages, strict=True), start=offset + 1)
         for rank, (position, passage) in ranked:
             passage_score = float(fused.scores[position])
@@ -92,20 +100,22 @@ class AnswerStage:
                     answer_type is not None
                     and has_new_answer_of_type(answer_type, sentence.text, query.text),
                 )
-                sentence_scores.append(score)
+                if rank <= offset + EVIDENCE_PASSAGES:
+                    sentence_scores[at] = score
                 if score > best_score:
                     best, best_score, best_at = sentence, score, at
             hits.append(Hit(rank, passage_score, passage, best, best_score, cited=clears))
             scored[rank] = _Scored(
                 int(position),
+                best_at,
                 float(fused.sentence_dense[best_at]),
                 float(fused.sentence_lexical[best_at]),
             )
-            relevant = relevant or clears
-        if not relevant:
+        context, hits = hits[:EVIDENCE_PASSAGES], hits[:k]
+        if not any(hit.cited for hit in hits):
             # Nothing is close enough to the question: no sentence is offered as an answer.
             return Answered(_unsourced(hits), None)
-        if not want_answer or offset != 0:
+        if not judged:
             return Answered(hits, None)
         answer = choose_answer(hits, prefer_first)
         if answer is None:
@@ -119,7 +129,7 @@ class AnswerStage:
             scored[hit.rank],
             answer_type,
             sentence_scores,
-            [set(lexical_terms(f"{h.passage.title} {h.passage.text}")) for h in hits],
+            [set(lexical_terms(f"{h.passage.title} {h.passage.text}")) for h in context],
         )
         byline = prefer_first and answer.passage == 1
         # The author note answering "who wrote ...?" is read from the document's own byline,
@@ -142,15 +152,14 @@ class AnswerStage:
         hit: Hit,
         scored: _Scored,
         answer_type: AnswerType | None,
-        sentence_scores: list[float],
+        sentence_scores: dict[int, float],
         hit_terms: list[set[str]],
     ) -> AnswerEvidence:
         """The answerability model's inputs for the hit's best sentence."""
         sentence = hit.best_sentence
         assert sentence is not None
         passage = hit.passage
-        others = list(sentence_scores)
-        others.remove(hit.sentence_score)  # the chosen sentence itself, once
+        others = [score for at, score in sentence_scores.items() if at != scored.sentence]
         runner_up = max(others, default=hit.sentence_score - MAX_MARGIN)
         margin = max(-MAX_MARGIN, min(MAX_MARGIN, hit.sentence_score - runner_up))
         position = scored.position
