@@ -285,6 +285,12 @@ class Outcome:
     error: str | None = None
     # Asked again with its gold paragraphs withheld (--withhold-gold): was an answer offered?
     answered_withheld: bool | None = None
+    # The answerability model's confidence in the best sentence, offered or not (None when
+    # nothing passed the cosine gate), asked normally and with the gold withheld; and
+    # whether that sentence holds a gold answer. These give the curve over the threshold.
+    confidence: float | None = None
+    confidence_withheld: float | None = None
+    candidate_correct: bool = False
 
     def gold_rank(self) -> int | None:
         """Rank of the first relevant unit in the ranking, if there is one."""
@@ -301,6 +307,7 @@ class Outcome:
             "latency_ms": round(self.latency_ms, 2),
         }
         if self.answers:
+            row["confidence"] = None if self.confidence is None else round(self.confidence, 4)
             row["answer"] = self.answer
             row["answer_unit"] = self.answer_unit
             row["answer_correct"] = answer_matches(self.answer, self.answers)
@@ -338,8 +345,12 @@ class ModeRun:
 
     def to_dict(self) -> dict[str, Any]:
         count = len(self.outcomes)
+        withheld = bool(self.outcomes) and all(
+            o.answered_withheld is not None for o in self.outcomes
+        )
         return {
             "metrics": {k: _round(v) for k, v in self.metrics().items()},
+            **({"answerability_curve": answerability_curve(self.outcomes)} if withheld else {}),
             "questions": count,
             "errors": sum(1 for o in self.outcomes if o.error),
             "latency_ms": self.latency(),
@@ -366,6 +377,7 @@ def summarise(outcomes: Sequence[Outcome], level: Level) -> dict[str, float | No
             "answer_accuracy": mean(float(answer_matches(o.answer, o.answers)) for o in outcomes),
             "answer_in_gold_paragraph": mean(float(o.answer_unit in o.relevant) for o in outcomes),
             "answered": mean(float(o.answer is not None) for o in outcomes),
+            "answer_accuracy_answered": _accuracy_answered(outcomes),
             "answered_withheld": None
             if any(o.answered_withheld is None for o in outcomes)
             else mean(float(bool(o.answered_withheld)) for o in outcomes),
@@ -380,6 +392,44 @@ def summarise(outcomes: Sequence[Outcome], level: Level) -> dict[str, float | No
         else mean(recall_at(d or (), o.relevant, 100) for d, o in zip(deep, outcomes, strict=True)),
         "MRR@10": mean(reciprocal_rank(o.ranking, o.relevant, 10) for o in outcomes),
     }
+
+
+def _accuracy_answered(outcomes: Sequence[Outcome]) -> float | None:
+    answered = [o for o in outcomes if o.answer is not None]
+    if not answered:
+        return None
+    return sum(answer_matches(o.answer, o.answers) for o in answered) / len(answered)
+
+
+CURVE_THRESHOLDS = tuple(round(0.05 * step, 2) for step in range(20))
+
+
+def answerability_curve(
+    outcomes: Sequence[Outcome], thresholds: Sequence[float] = CURVE_THRESHOLDS
+) -> list[dict[str, float | None]]:
+    """What each minimum confidence would give: answered-rate and accuracy among the
+    answered on the normal questions, answered-rate with the gold paragraph withheld."""
+    curve: list[dict[str, float | None]] = []
+    count = len(outcomes)
+    if not count:
+        return curve
+    for threshold in thresholds:
+        answered = [o for o in outcomes if o.confidence is not None and o.confidence >= threshold]
+        withheld = sum(
+            1
+            for o in outcomes
+            if o.confidence_withheld is not None and o.confidence_withheld >= threshold
+        )
+        correct = sum(1 for o in answered if o.candidate_correct)
+        curve.append(
+            {
+                "min_confidence": threshold,
+                "answered": round(len(answered) / count, 4),
+                "answer_accuracy_answered": round(correct / len(answered), 4) if answered else None,
+                "answered_withheld": round(withheld / count, 4),
+            }
+        )
+    return curve
 
 
 def units_of(result: AskResult, level: Level) -> tuple[str, ...]:
@@ -440,11 +490,14 @@ def _ask_one(
             latency = (time.perf_counter() - started) * 1000
             ranking = units_of(searcher.search(question.text, PARAGRAPH_DEPTH, mode), level)
             answer = result.answer
-            answered_withheld = None
+            assessed = result.assessment
+            answered_withheld, confidence_withheld = None, None
             if withhold_gold:
                 gold = [_paragraph_of(unit) for unit in question.relevant]
                 unanswerable = searcher.ask(question.text, ANSWER_K, mode, withhold=gold)
                 answered_withheld = unanswerable.answer is not None
+                if unanswerable.assessment is not None:
+                    confidence_withheld = unanswerable.assessment.confidence
             return Outcome(
                 question.qid,
                 question.text,
@@ -455,6 +508,10 @@ def _ask_one(
                 answer.text if answer else None,
                 unit_key(answer.doc_id, answer.paragraph) if answer else None,
                 answered_withheld=answered_withheld,
+                confidence=assessed.confidence if assessed else None,
+                confidence_withheld=confidence_withheld,
+                candidate_correct=assessed is not None
+                and answer_matches(assessed.candidate.text, question.answers),
             )
         started = time.perf_counter()
         result = searcher.search(question.text, DOCUMENT_DEPTH, mode)
@@ -509,6 +566,7 @@ class EvalReport:
     limit: int | None
     weights: dict[str, float]
     answer_threshold: float
+    min_confidence: float
     date: str
     git: dict[str, Any]
     command: str | None = None
@@ -544,6 +602,7 @@ class EvalReport:
             "model": {"name": stats.model, "backend": stats.backend, "dimension": stats.dimension},
             "settings": {
                 "answer_threshold": self.answer_threshold,
+                "min_confidence": self.min_confidence,
                 "window_overlap": self.settings.window_overlap,
                 "batch_size": self.settings.batch_size,
                 "fusion_weights": self.weights,
@@ -659,6 +718,7 @@ def evaluate(
         embedder,
         answer_threshold=settings.answer_threshold,
         ann_min_passages=settings.ann_min_passages,
+        min_confidence=settings.answer_confidence,
     )
     try:
         eval_set.warnings.extend(check_alignment(searcher, eval_set))
@@ -678,6 +738,7 @@ def evaluate(
             )
         weights = asdict(searcher.weights)
         answer_threshold = searcher.answer_threshold
+        min_confidence = searcher.min_confidence
     finally:
         searcher.close()
     return EvalReport(
@@ -690,6 +751,7 @@ def evaluate(
         limit=limit,
         weights=weights,
         answer_threshold=answer_threshold,
+        min_confidence=min_confidence,
         date=datetime.now(UTC).isoformat(timespec="seconds"),
         git=git_state(),
         command=command,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from indexer.answerability import AnswerEvidence
+
 BlockKind = Literal["paragraph", "heading"]
 
 
@@ -129,6 +131,8 @@ class Answer:
     char_start: int
     char_end: int
     score: float
+    # The answerability model's probability that the sentence answers (indexer.answerability).
+    confidence: float
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,10 +144,30 @@ class Answer:
             "char_start": self.char_start,
             "char_end": self.char_end,
             "score": round(self.score, 4),
+            "confidence": round(self.confidence, 4),
         }
 
 
+# Nothing in the collection is even about the question (no sentence passes the cosine gate).
 NO_ANSWER_MESSAGE = "Nothing in the indexed documents answers this."
+# The collection discusses the subject, but its best sentence is unlikely to answer.
+NOT_ANSWERED_MESSAGE = (
+    "The indexed documents discuss this subject but do not seem to answer the question."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """The answerability model's view of the best sentence, offered as the answer or not.
+
+    Kept on `AskResult` for evaluation (the threshold curve needs the candidates that were
+    turned down); not part of the JSON.
+    """
+
+    candidate: Answer
+    evidence: AnswerEvidence
+    confidence: float
+    answered: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +190,9 @@ class AskResult:
     took_ms: float
     # The best passages beyond the hits, when asked for (`ranked=`); not part of the JSON.
     ranking: tuple[RankedPassage, ...] = ()
+    # How the best sentence was judged (None when nothing passed the cosine gate or no
+    # answer was wanted); not part of the JSON.
+    assessment: Assessment | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -19,10 +19,12 @@ import numpy as np
 import threadpoolctl
 
 from indexer.answer import is_authorship_question
+from indexer.answerability import MIN_CONFIDENCE
 from indexer.embedding import Embedder, load_embedder
 from indexer.errors import DocumentNotFound, IndexCorrupt, InvalidQuery, ModelMismatch
 from indexer.models import (
     NO_ANSWER_MESSAGE,
+    NOT_ANSWERED_MESSAGE,
     AskResult,
     DocumentInfo,
     DocumentView,
@@ -100,6 +102,7 @@ class Searcher:
         *,
         ann_min_passages: int | None = None,
         candidates_per_signal: int = CANDIDATES,
+        min_confidence: float | None = None,
     ) -> None:
         generation = require_generation(index_dir)
         self.index_dir = index_dir
@@ -131,6 +134,7 @@ class Searcher:
                 self.manifest.sentence_vectors, ANSWER_THRESHOLDS["standalone"]
             )
         )
+        self.min_confidence = MIN_CONFIDENCE if min_confidence is None else min_confidence
         self.weights = weights or FusionWeights()
         if ann_min_passages is None:
             ann_min_passages = Settings().ann_min_passages
@@ -160,7 +164,7 @@ class Searcher:
             candidates_per_signal,
         )
         self._fusion = FusionStage(index.sentence_vectors, index.sentence_offsets, w)
-        self._answer = AnswerStage(self._store, self.answer_threshold)
+        self._answer = AnswerStage(self._store, self.answer_threshold, self.min_confidence)
 
     @classmethod
     def open(
@@ -171,10 +175,16 @@ class Searcher:
         weights: FusionWeights | None = None,
         *,
         ann_min_passages: int | None = None,
+        min_confidence: float | None = None,
     ) -> Searcher:
         """Open the live generation of the index at `index_dir` (loading its model if needed)."""
         return cls(
-            index_dir, embedder, answer_threshold, weights, ann_min_passages=ann_min_passages
+            index_dir,
+            embedder,
+            answer_threshold,
+            weights,
+            ann_min_passages=ann_min_passages,
+            min_confidence=min_confidence,
         )
 
     def close(self) -> None:
@@ -292,12 +302,23 @@ class Searcher:
         per_signal = max(self._candidates.per_signal, offset + k, ranked)
         candidates, fused = self._fuse(prepared, per_signal)
         fused, author_first = self._author_note_first(prepared, candidates, fused)
-        hits, answer = self._answer.run(
+        answered = self._answer.run(
             prepared, fused, k, want_answer=want_answer, prefer_first=author_first, offset=offset
         )
-        reason = NO_ANSWER_MESSAGE if first_page and answer is None else None
+        reason = None
+        if first_page and answered.answer is None:
+            # Off the subject altogether, or on it without an answer.
+            reason = NOT_ANSWERED_MESSAGE if answered.assessment else NO_ANSWER_MESSAGE
         ranking = tuple(self._ranking(fused, ranked)) if ranked > 0 else ()
-        return AskResult(prepared.text, answer, reason, hits, _ms(started), ranking)
+        return AskResult(
+            prepared.text,
+            answered.answer,
+            reason,
+            answered.hits,
+            _ms(started),
+            ranking,
+            answered.assessment,
+        )
 
     def _ranking(self, fused: Fused, depth: int) -> list[RankedPassage]:
         """The best `depth` fused passages as (row, doc id, score)."""

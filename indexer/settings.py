@@ -82,6 +82,16 @@ class Settings(BaseSettings):
             "Default: 0.35 for standalone sentence vectors, 0.31 for in-context ones."
         ),
     )
+    answer_confidence: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description=(
+            "Minimum answerability (the fitted model's probability, 0..1) for the best "
+            "sentence to be offered as the answer; below it the documents discuss the "
+            "subject without answering. Default: the fitted value (see indexer/answerability.py)."
+        ),
+    )
     ann_min_passages: int = Field(
         50_000,
         ge=0,

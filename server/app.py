@@ -95,6 +95,7 @@ def open_live_index(settings: Settings) -> LiveIndex:
             embedder=embedder,
             answer_threshold=settings.answer_threshold,
             ann_min_passages=settings.ann_min_passages,
+            min_confidence=settings.answer_confidence,
         )
 
     live = LiveIndex(settings.index, open_searcher)

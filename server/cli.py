@@ -392,7 +392,11 @@ def _print_eval(names: list[str], data: dict[str, Any]) -> None:
 
 def _open(index_dir: Path | None) -> Searcher:
     settings = _settings(index=index_dir)
-    return Searcher.open(settings.index, answer_threshold=settings.answer_threshold)
+    return Searcher.open(
+        settings.index,
+        answer_threshold=settings.answer_threshold,
+        min_confidence=settings.answer_confidence,
+    )
 
 
 def _print_result(result: AskResult, as_json: bool, with_answer: bool) -> None:
@@ -405,7 +409,9 @@ def _print_result(result: AskResult, as_json: bool, with_answer: bool) -> None:
         if result.answer:
             a = result.answer
             console.print(f"[bold]{escape(a.text)}[/] [cyan][{a.passage}][/]")
-            console.print(f"[dim]— {escape(a.title)}, ¶{a.paragraph}[/]\n")
+            console.print(
+                f"[dim]— {escape(a.title)}, ¶{a.paragraph} · {a.confidence:.0%} sure[/]\n"
+            )
         else:
             console.print(f"[yellow]{escape(result.no_answer_reason or '')}[/]\n")
     if not result.hits:

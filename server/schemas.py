@@ -22,6 +22,12 @@ class AnswerOut(BaseModel):
     char_start: int = Field(description="Start of the sentence in the document's source.")
     char_end: int
     score: float
+    confidence: float = Field(
+        ge=0,
+        le=1,
+        description="How likely the sentence is to answer (0..1): the answerability model's "
+        "probability. Below the server's minimum there is no answer at all.",
+    )
     url: str = Field(description="The document page, scrolled to the paragraph, sentence marked.")
 
 
@@ -56,7 +62,10 @@ class AskResponse(BaseModel):
 
     query: str
     answer: AnswerOut | None
-    no_answer_reason: str | None
+    no_answer_reason: str | None = Field(
+        description="Why `answer` is null: nothing in the documents is about the question, "
+        "or they discuss its subject without answering it."
+    )
     passages: list[PassageOut]
     took_ms: float
 

@@ -28,6 +28,7 @@ PASSAGE_KEYS = {
     "char_start", "char_end", "answer_start", "answer_end", "cited", "url",
 }  # fmt: skip
 ANSWER_KEYS = {
+    "confidence",
     "text",
     "passage",
     "doc_id",
@@ -58,6 +59,7 @@ def test_ask_answers_with_a_cited_sentence(client: TestClient) -> None:
     assert [p["rank"] for p in data["passages"]] == [1, 2, 3, 4, 5]
     answer = data["answer"]
     assert set(answer) == ANSWER_KEYS
+    assert 0 < answer["confidence"] <= 1
     cited = data["passages"][answer["passage"] - 1]
     assert (cited["doc_id"], cited["paragraph"]) == (answer["doc_id"], answer["paragraph"])
     assert cited["text"][cited["answer_start"] : cited["answer_end"]] == answer["text"]
@@ -378,7 +380,9 @@ def test_lifespan_opens_the_index_once_and_closes_it(
         return opened[-1][2]
 
     monkeypatch.setattr(app_module.Searcher, "open", fake_open)
-    settings = Settings(index=seed_index, answer_threshold=0.5, ann_min_passages=7)
+    settings = Settings(
+        index=seed_index, answer_threshold=0.5, ann_min_passages=7, answer_confidence=0.4
+    )
     with TestClient(create_app(settings)) as fresh:
         assert fresh.get("/healthz").json()["status"] == "ok"
         assert fresh.get("/api/documents").status_code == 200
@@ -386,7 +390,12 @@ def test_lifespan_opens_the_index_once_and_closes_it(
     [(index_dir, options, borrowed)] = opened
     assert (index_dir, options) == (
         seed_index,
-        {"embedder": None, "answer_threshold": 0.5, "ann_min_passages": 7},
+        {
+            "embedder": None,
+            "answer_threshold": 0.5,
+            "ann_min_passages": 7,
+            "min_confidence": 0.4,
+        },
     )
     assert borrowed.closed
 

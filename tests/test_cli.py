@@ -65,7 +65,7 @@ def test_ask_prints_the_answer_its_citation_and_the_passages(
     lines = result.stdout.splitlines()
     answer = expected.answer
     assert lines[0] == f"{answer.text} [{answer.passage}]"
-    assert lines[1] == f"— {answer.title}, ¶{answer.paragraph}"
+    assert lines[1] == f"— {answer.title}, ¶{answer.paragraph} · {answer.confidence:.0%} sure"
     headings = passage_lines(result.stdout)
     assert len(headings) == 3
     for line, hit in zip(headings, expected.hits, strict=True):

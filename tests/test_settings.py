@@ -18,6 +18,7 @@ from indexer.build import build_index
 from indexer.embedding import BACKENDS, Embedder
 from indexer.errors import ModelMismatch
 from indexer.evaluation import default_cache_dir
+from indexer.models import NOT_ANSWERED_MESSAGE
 from indexer.onnx_export import cache_root
 from indexer.retrieval import Searcher
 from indexer.settings import Settings
@@ -199,6 +200,20 @@ def test_answer_threshold_setting_decides_when_nothing_answers(
     with TestClient(create_app(Settings())) as client:  # the server reads it as well
         response = client.get("/api/ask", params={"q": question[1]}).json()
         assert response["answer"] is None and response["no_answer_reason"]
+
+
+def test_answer_confidence_setting_decides_when_the_documents_do_not_answer(
+    seed_index: Path, cli_embedder: Embedder, env: Callable[..., None]
+) -> None:
+    question = ["ask", "Why does Kim Jong Un distrust the United States?", "--json"]
+    env(index=seed_index)
+    assert json.loads(CliRunner().invoke(main, question).output)["answer"] is not None
+    env(answer_confidence=0.9999)  # only a byline (confidence 1) could pass
+    assert json.loads(CliRunner().invoke(main, question).output)["answer"] is None
+    with TestClient(create_app(Settings())) as client:  # the server reads it as well
+        response = client.get("/api/ask", params={"q": question[1]}).json()
+        assert response["answer"] is None
+        assert response["no_answer_reason"] == NOT_ANSWERED_MESSAGE
 
 
 def test_host_and_port_settings_are_where_serve_listens(

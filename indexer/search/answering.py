@@ -2,24 +2,66 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from indexer.answer import expected_answer_type, has_new_answer_of_type, sentence_score
-from indexer.models import Answer, Hit
+import numpy as np
+
+from indexer.answer import AnswerType, expected_answer_type, has_new_answer_of_type, sentence_score
+from indexer.answerability import (
+    MAX_MARGIN,
+    AnswerEvidence,
+    confidence,
+    coverage,
+    phrase_coverage,
+    rarity_weights,
+    weighted_coverage,
+)
+from indexer.models import Answer, Assessment, Hit, Sentence
 from indexer.search.types import Fused, Query
 from indexer.segments import SegmentedStore
+from indexer.text import lexical_terms
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """What the answer stage gives: the hits, the answer (or None) and how it was judged."""
+
+    hits: list[Hit]
+    answer: Answer | None
+    # None when no sentence passed the cosine gate (off-topic) or no answer was wanted.
+    assessment: Assessment | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    """A hit's best sentence with the signals it was scored on."""
+
+    position: int  # the passage's position among the fused rows
+    sentence: int  # the sentence's position among the fused sentences
+    dense: float
+    lexical: float
+
+
+# Passages the answerability evidence compares the best sentence with (the API's default k,
+# which the model was fitted at): its sentence margin and how rare each question term is.
+EVIDENCE_PASSAGES = 5
 
 
 class AnswerStage:
     """Turns the best fused passages into hits and picks the answering sentence.
 
-    A sentence counts as an answer only if some sentence of the hits reaches
-    `answer_threshold` cosine with the question; otherwise no sentence is offered.
+    Two gates: some sentence of the hits must reach `answer_threshold` cosine with the
+    question (else the documents are off the subject), and the answerability model must
+    give the best sentence at least `min_confidence` (else they discuss the subject without
+    answering). Either way, below a gate no sentence is offered and nothing is a source.
     """
 
-    def __init__(self, store: SegmentedStore, answer_threshold: float) -> None:
+    def __init__(
+        self, store: SegmentedStore, answer_threshold: float, min_confidence: float
+    ) -> None:
         self.store = store
         self.answer_threshold = answer_threshold
+        self.min_confidence = min_confidence
 
     def run(
         self,
@@ -30,19 +72,23 @@ class AnswerStage:
         want_answer: bool,
         prefer_first: bool,
         offset: int = 0,
-    ) -> tuple[list[Hit], Answer | None]:
+    ) -> Answered:
         """The `k` best hits after skipping `offset`, and the answer when wanted (None when
         nothing answers; an answer belongs to the first page only)."""
-        top = fused.order()[offset : offset + k]
+        judged = want_answer and offset == 0
+        # The answerability evidence always compares the same number of passages, whatever k.
+        shown = max(k, EVIDENCE_PASSAGES) if judged else k
+        top = fused.order()[offset : offset + shown]
         passages = self.store.passages(fused.rows[top])
         answer_type = expected_answer_type(query.text)
         hits = []
-        relevant = False
+        scored: dict[int, _Scored] = {}
+        sentence_scores: dict[int, float] = {}  # of the context passages, by sentence
         ranked = enumerate(zip(top, passages, strict=True), start=offset + 1)
         for rank, (position, passage) in ranked:
             passage_score = float(fused.scores[position])
             first = int(fused.sentence_start[position])
-            best, best_score = None, float("-inf")
+            best, best_score, best_at = None, float("-inf"), first
             clears = False
             for at, sentence in enumerate(passage.sentences, start=first):
                 dense = float(fused.sentence_dense[at])
@@ -54,28 +100,112 @@ class AnswerStage:
                     answer_type is not None
                     and has_new_answer_of_type(answer_type, sentence.text, query.text),
                 )
+                if rank <= offset + EVIDENCE_PASSAGES:
+                    sentence_scores[at] = score
                 if score > best_score:
-                    best, best_score = sentence, score
+                    best, best_score, best_at = sentence, score, at
             hits.append(Hit(rank, passage_score, passage, best, best_score, cited=clears))
-            relevant = relevant or clears
-        if not relevant:
+            scored[rank] = _Scored(
+                int(position),
+                best_at,
+                float(fused.sentence_dense[best_at]),
+                float(fused.sentence_lexical[best_at]),
+            )
+        context, hits = hits[:EVIDENCE_PASSAGES], hits[:k]
+        if not any(hit.cited for hit in hits):
             # Nothing is close enough to the question: no sentence is offered as an answer.
-            hits = [replace(hit, best_sentence=None) for hit in hits]
-        answer = choose_answer(hits, prefer_first) if want_answer and offset == 0 else None
-        if answer is not None:  # the passage holding the answer is a source, whatever else
-            hits = [replace(hit, cited=True) if hit.rank == answer.passage else hit for hit in hits]
-        return hits, answer
+            return Answered(_unsourced(hits), None)
+        if not judged:
+            return Answered(hits, None)
+        answer = choose_answer(hits, prefer_first)
+        if answer is None:
+            return Answered(hits, None)
+        hit = hits[answer.passage - 1]
+        assert hit.best_sentence is not None
+        evidence = self._evidence(
+            query,
+            fused,
+            hit,
+            scored[hit.rank],
+            answer_type,
+            sentence_scores,
+            [set(lexical_terms(f"{h.passage.title} {h.passage.text}")) for h in context],
+        )
+        byline = prefer_first and answer.passage == 1
+        # The author note answering "who wrote ...?" is read from the document's own byline,
+        # not inferred from how well a sentence matches: it is not the model's to turn down.
+        sure = 1.0 if byline else confidence(evidence)
+        answer = replace(answer, confidence=sure)
+        answered = sure >= self.min_confidence
+        assessment = Assessment(answer, evidence, sure, answered)
+        if not answered:
+            # On the subject, but the best sentence is unlikely to answer: related passages only.
+            return Answered(_unsourced(hits), None, assessment)
+        # The passage holding the answer is a source, whatever else.
+        hits = [replace(h, cited=True) if h.rank == answer.passage else h for h in hits]
+        return Answered(hits, answer, assessment)
+
+    def _evidence(
+        self,
+        query: Query,
+        fused: Fused,
+        hit: Hit,
+        scored: _Scored,
+        answer_type: AnswerType | None,
+        sentence_scores: dict[int, float],
+        hit_terms: list[set[str]],
+    ) -> AnswerEvidence:
+        """The answerability model's inputs for the hit's best sentence."""
+        sentence = hit.best_sentence
+        assert sentence is not None
+        passage = hit.passage
+        others = [score for at, score in sentence_scores.items() if at != scored.sentence]
+        runner_up = max(others, default=hit.sentence_score - MAX_MARGIN)
+        margin = max(-MAX_MARGIN, min(MAX_MARGIN, hit.sentence_score - runner_up))
+        position = scored.position
+        other_scores = np.delete(fused.scores, position)
+        best_other = float(other_scores.max()) if len(other_scores) else 0.0
+        found = answer_type is not None and has_new_answer_of_type(
+            answer_type, sentence.text, query.text
+        )
+        sentence_sequence = lexical_terms(sentence.text)
+        sentence_terms = set(sentence_sequence)
+        passage_terms = set(lexical_terms(passage.text))
+        weights = rarity_weights(query.terms, hit_terms)
+        return AnswerEvidence(
+            dense=scored.dense - self.answer_threshold,
+            lexical=scored.lexical,
+            passage=float(fused.scores[position]),
+            sentence_coverage=coverage(query.terms, sentence_terms),
+            passage_coverage=coverage(query.terms, passage_terms),
+            sentence_rare_coverage=weighted_coverage(weights, sentence_terms),
+            passage_rare_coverage=weighted_coverage(weights, passage_terms),
+            phrase_coverage=phrase_coverage(lexical_terms(query.text), sentence_sequence),
+            type_found=float(found),
+            type_missing=float(answer_type is not None and not found),
+            margin=margin,
+            passage_margin=float(fused.scores[position]) - best_other,
+            dense_gap=float(fused.passage_dense.max()) - float(fused.passage_dense[position]),
+            passage_lexical=float(fused.passage_lexical[position]),
+        )
+
+
+def _unsourced(hits: list[Hit]) -> list[Hit]:
+    """The hits as related passages: no answering sentence, nothing cited."""
+    return [replace(hit, best_sentence=None, cited=False) for hit in hits]
 
 
 def choose_answer(hits: list[Hit], prefer_first: bool = False) -> Answer | None:
-    """The best-scoring answer sentence among the hits, or the first hit's when preferred."""
+    """The best-scoring answer sentence among the hits, or the first hit's when preferred.
+
+    Its confidence is left at 0 for the caller to fill in."""
     candidates = [hit for hit in hits if hit.best_sentence is not None]
     if not candidates:
         return None
     hit = max(candidates, key=lambda h: h.sentence_score)
     if prefer_first and candidates[0].rank == 1:
         hit = candidates[0]
-    sentence = hit.best_sentence
+    sentence: Sentence | None = hit.best_sentence
     assert sentence is not None
     p = hit.passage
     return Answer(
@@ -87,4 +217,5 @@ def choose_answer(hits: list[Hit], prefer_first: bool = False) -> Answer | None:
         char_start=sentence.char_start,
         char_end=sentence.char_end,
         score=hit.sentence_score,
+        confidence=0.0,
     )

@@ -64,7 +64,15 @@ class FusionStage:
             best_sentence = _best_per_passage(dense + w.sentence_lexical * lexical, start)
             partial = w.passage * candidates.dense + w.lexical * candidates.lexical
             scores = partial + w.sentence * best_sentence
-        return Fused(rows, np.asarray(scores, dtype=np.float32), start, dense, lexical)
+        return Fused(
+            rows,
+            np.asarray(scores, dtype=np.float32),
+            start,
+            dense,
+            lexical,
+            candidates.dense,
+            candidates.lexical,
+        )
 
 
 def _best_per_passage(values: np.ndarray, start: np.ndarray) -> np.ndarray:

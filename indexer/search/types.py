@@ -87,6 +87,8 @@ class Fused:
     sentence_start: np.ndarray  # int64, one more than rows
     sentence_dense: np.ndarray  # float32 cosine per sentence
     sentence_lexical: np.ndarray  # float32 normalised BM25 per sentence
+    passage_dense: np.ndarray  # float32 cosine of each row's passage vector
+    passage_lexical: np.ndarray  # float32 normalised BM25 of each row's passage text
 
     def order(self) -> np.ndarray:
         """Positions of the rows, best fused score first (ties: lower row first)."""

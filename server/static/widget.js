@@ -92,7 +92,7 @@
       "div",
       { class: "answer" },
       el("p", {}, a.text + " ", link(a.url, `[${a.passage}]`, "cite")),
-      el("div", { class: "source", text: `${a.title}, ¶${a.paragraph}` }),
+      el("div", { class: "source", text: `${a.title}, ¶${a.paragraph} · ${Math.round(a.confidence * 100)}% sure` }),
     );
   }
 
