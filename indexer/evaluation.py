@@ -605,6 +605,8 @@ class EvalReport:
                 "min_confidence": self.min_confidence,
                 "window_overlap": self.settings.window_overlap,
                 "batch_size": self.settings.batch_size,
+                # Segments of at least this many passages are searched through ANN (0: all).
+                "ann_min_passages": self.settings.ann_min_passages,
                 "fusion_weights": self.weights,
                 "answer_k": ANSWER_K if s.level == "paragraph" else None,
                 "ranking_k": PARAGRAPH_DEPTH if s.level == "paragraph" else DOCUMENT_DEPTH,
