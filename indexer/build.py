@@ -136,12 +136,13 @@ def build_index(
             changed = changed or len(segments) != len(previous.segments if previous else ())
             if not changed and not writer.plan_merge(segments):
                 report.up_to_date = True
+                report.segments = len(segments)
                 report.seconds = time.perf_counter() - started
                 return report
             if changed:
                 _checkpoint("publish")
                 writer.publish(segments)
-            writer.merge_while_needed(segments)
+            report.segments = len(writer.merge_while_needed(segments))
         prune_generations(index_dir)
         report.seconds = time.perf_counter() - started
         return report
@@ -385,6 +386,7 @@ class IndexWriter:
         """Merge segments, publishing each merge, until the merge policy wants no more."""
         while group := self.plan_merge(segments):
             merged = self.merge(group)
+            self.report.merged += len(group)
             names = {entry.name for entry in group}
             at = next(i for i, entry in enumerate(segments) if entry.name in names)
             segments = [entry for entry in segments if entry.name not in names]

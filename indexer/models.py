@@ -319,6 +319,9 @@ class IndexReport:
     up_to_date: bool = False
     # Why the live generation could not be reused and the index was rebuilt from the files.
     repaired: str = ""
+    # Segments of the index after the run, and how many the run merged into others.
+    segments: int = 0
+    merged: int = 0
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)

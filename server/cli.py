@@ -461,10 +461,13 @@ def _print_report(report: IndexReport, index_dir: Path) -> None:
         for status in ("added", "updated", "unchanged", "removed", "skipped")
         if report.count(status)
     )
+    segments = f"{report.segments} segment{'s' if report.segments != 1 else ''}"
+    if report.merged:
+        segments += f" ({report.merged} merged)"
     console.print(
         f"[green]Indexed[/] into {escape(str(index_dir))}: {counts or 'no files'}; "
         f"{report.embedded} texts embedded, {report.reused_embeddings} reused; "
-        f"{report.seconds:.1f} s"
+        f"{segments}; {report.seconds:.1f} s"
     )
 
 

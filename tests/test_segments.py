@@ -183,6 +183,7 @@ def test_segments_of_a_tier_are_merged_and_deleted_rows_dropped(
     _write(docs, "boats.txt", "Boats float on water.\n\nKeels keep them upright.")
     report = build_index(docs, settings, embedder=embedder)
     assert report.embedded > 0 and report.count("updated") == 1
+    assert (report.segments, report.merged) == (1, 3)
     # Three segments (the changed file's among them) were merged into one, without the
     # replaced document's rows: it scores as an index built in one run.
     (entry,) = _manifest(settings.index)["segments"]
