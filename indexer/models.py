@@ -7,6 +7,7 @@ returns `Hit`s wrapped in an `AskResult`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,7 +28,7 @@ class Block:
     text: str
     start: int
     end: int
-    offsets: tuple[int, ...] | None = None
+    offsets: Sequence[int] | None = None  # an array("q") where a loader gives them
     page: int | None = None
     level: int = 1
 
