@@ -359,6 +359,9 @@ def main() -> None:
         result: dict[str, Any] = {"passages": passages, "files": files}
         result.update(build(docs, sized, sample_index))
         manifest = Manifest.read(require_generation(index_dir))
+        # Paragraphs longer than the model's window are split, so there are a few more
+        # passages than paragraphs asked for.
+        result["indexed_passages"] = manifest.passages
         result["sentences"] = manifest.sentences
         result["disk_mb"] = disk_mb(index_dir)
         result.update(in_process(index_dir, embedder, questions))
