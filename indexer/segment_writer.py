@@ -114,15 +114,17 @@ class SegmentWriter:
             np.save(self.folder / SENTENCE_OFFSETS, offsets)
             advance(1)
             checkpoint("write")
+            self._lexical.write(self.folder / LEXICAL)
+            self._sentence_lexical.write(self.folder / SENTENCE_LEXICAL)
+            # The postings are written: let their memory go before the ANN structure grows.
+            self._lexical = self._sentence_lexical = LexicalWriter()
+            advance(1)
             self._passage_vectors.close()
             self._sentence_vectors.close()
             ann = ann_for(self.passages)
             if ann is not None and self.passages:
-                vectors = np.load(self.folder / PASSAGE_VECTORS, mmap_mode="r")
-                ann.write(vectors, ann_path_of(self.folder / PASSAGE_VECTORS))
-            advance(1)
-            self._lexical.write(self.folder / LEXICAL)
-            self._sentence_lexical.write(self.folder / SENTENCE_LEXICAL)
+                vectors = self.folder / PASSAGE_VECTORS
+                ann.write_from_file(vectors, ann_path_of(vectors))
             advance(1)
             name = finish_segment(self.folder)
         except BaseException:

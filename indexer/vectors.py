@@ -8,7 +8,7 @@ can be stored beside them; its candidates are always rescored exactly from the v
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,8 +22,9 @@ from indexer.ranking import RowRanges, RowScores, best_of
 # Rows multiplied with the question at once by the exact scan (bounded memory per question),
 # and added to an ANN structure at once while it is built.
 SCAN_CHUNK = 32768
-# At most this many rows (evenly spread) train an ANN structure's quantiser.
+# At most this many rows train an ANN structure's quantiser (in blocks spread evenly).
 TRAINING_ROWS = 200_000
+TRAINING_BLOCK = 1000
 # The ANN structure returns this many times more rows than asked, rescored exactly.
 ANN_OVERSAMPLE = 2
 # A search within rows (a filter's scope) this few is an exact scan of just those rows; a
@@ -79,20 +80,48 @@ class AnnConfig:
     nprobe: int = 0  # IVF
 
     def build(self, vectors: np.ndarray) -> faiss.Index:
-        """The structure trained on and filled with `vectors` (unit length; a memory map is
-        read a block at a time, so it need not fit in memory twice)."""
-        index = faiss.index_factory(vectors.shape[1], self.factory, faiss.METRIC_INNER_PRODUCT)
+        """The structure trained on and filled with `vectors` (float32, unit length)."""
+        return self._build(len(vectors), vectors.shape[1], lambda start, stop: vectors[start:stop])
+
+    def write_from_file(self, vectors_path: Path, path: Path) -> None:
+        """Build the structure over the vectors of a `.npy` file and save it at `path`.
+
+        The vectors are read a block at a time, not mapped: a million of them would
+        otherwise stay in the indexing run's resident memory (1.5 GB) while it builds.
+        """
+        mapped = np.load(vectors_path, mmap_mode="r")
+        rows, dimension, dtype, offset = len(mapped), mapped.shape[1], mapped.dtype, mapped.offset
+        del mapped
+        row_bytes = dimension * dtype.itemsize
+
+        def read(start: int, stop: int) -> np.ndarray:
+            block = np.fromfile(
+                vectors_path,
+                dtype=dtype,
+                count=(stop - start) * dimension,
+                offset=offset + start * row_bytes,
+            )
+            return block.reshape(-1, dimension)
+
+        faiss.write_index(self._build(rows, dimension, read), str(path))
+
+    def _build(
+        self, rows: int, dimension: int, read: Callable[[int, int], np.ndarray]
+    ) -> faiss.Index:
+        index = faiss.index_factory(dimension, self.factory, faiss.METRIC_INNER_PRODUCT)
         if not index.is_trained:
-            step = max(1, len(vectors) // TRAINING_ROWS)
-            index.train(np.ascontiguousarray(vectors[::step], dtype=np.float32))
-        for start in range(0, len(vectors), SCAN_CHUNK):
-            index.add(np.ascontiguousarray(vectors[start : start + SCAN_CHUNK], dtype=np.float32))
+            if rows <= TRAINING_ROWS:
+                sample = read(0, rows)
+            else:  # blocks spread evenly over the rows
+                blocks = TRAINING_ROWS // TRAINING_BLOCK
+                starts = [k * (rows - TRAINING_BLOCK) // (blocks - 1) for k in range(blocks)]
+                sample = np.concatenate([read(a, a + TRAINING_BLOCK) for a in starts])
+            index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        for start in range(0, rows, SCAN_CHUNK):
+            block = read(start, min(start + SCAN_CHUNK, rows))
+            index.add(np.ascontiguousarray(block, dtype=np.float32))
         self.tune(index)
         return index
-
-    def write(self, vectors: np.ndarray, path: Path) -> None:
-        """Build the structure over `vectors` and save it at `path`."""
-        faiss.write_index(self.build(vectors), str(path))
 
     def tune(self, index: faiss.Index) -> None:
         """Set the search width on an index built or read with this configuration."""

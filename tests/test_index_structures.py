@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import bm25s
+import faiss
 import numpy as np
 import pytest
 
@@ -358,3 +359,25 @@ def test_the_author_note_answers_who_wrote_even_when_it_is_not_a_candidate(
     assert result.answer is not None and result.answer.passage == 1
     assert result.answer.text in top.text
     assert len(candidates) == 1
+
+
+@pytest.mark.parametrize("training_rows", [1000, 100])
+def test_an_ann_structure_built_from_the_vector_file_equals_one_built_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, training_rows: int
+) -> None:
+    """Built block by block from the file (read, not mapped), with the quantiser trained on
+    all rows or on blocks spread over them, it is the same structure."""
+    monkeypatch.setattr(vectors_module, "TRAINING_ROWS", training_rows)
+    monkeypatch.setattr(vectors_module, "TRAINING_BLOCK", 10)
+    monkeypatch.setattr(vectors_module, "SCAN_CHUNK", 64)
+    data = _unit_vectors(300)
+    np.save(tmp_path / "v.npy", data)
+    config = AnnConfig("HNSW32,SQ8", ef_search=64)
+    config.write_from_file(tmp_path / "v.npy", tmp_path / "from-file.faiss")
+    from_file = faiss.read_index(str(tmp_path / "from-file.faiss"))
+    config.tune(from_file)
+    in_memory = config.build(data)
+    for query in data[:20]:
+        found = [index.search(query.reshape(1, -1), 10) for index in (from_file, in_memory)]
+        np.testing.assert_array_equal(found[0][1], found[1][1])
+        np.testing.assert_allclose(found[0][0], found[1][0])
