@@ -23,7 +23,7 @@ from indexer.settings import Settings
 from indexer.store import check_index
 from server import api, pages
 from server.errors import install_error_handlers, is_api_path, json_error
-from server.views import doc_url, highlight_hit, hit_url
+from server.views import answer_parts, answer_url, doc_url, highlight_hit, hit_url
 
 HERE = Path(__file__).parent
 log = logging.getLogger("uvicorn.error")
@@ -110,7 +110,13 @@ def make_templates() -> Jinja2Templates:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(doc_url=doc_url, hit_url=hit_url, highlight_hit=highlight_hit)
+    env.globals.update(
+        doc_url=doc_url,
+        answer_url=answer_url,
+        answer_parts=answer_parts,
+        hit_url=hit_url,
+        highlight_hit=highlight_hit,
+    )
     return Jinja2Templates(env=env)
 
 

@@ -28,6 +28,7 @@ PASSAGE_KEYS = {
     "char_start", "char_end", "answer_start", "answer_end", "cited", "url",
 }  # fmt: skip
 ANSWER_KEYS = {
+    "short",
     "confidence",
     "text",
     "passage",
