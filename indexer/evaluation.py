@@ -33,6 +33,7 @@ from indexer.errors import InvalidQuery, ParaciteError
 from indexer.loaders.common import collapse_whitespace
 from indexer.models import AskResult, IndexReport
 from indexer.retrieval import MAX_K, Mode, Searcher
+from indexer.search.rerank import load_cross_encoder
 from indexer.settings import Settings
 from indexer.short_answer import SHORT_ANSWER_TYPES, short_answer_type
 from indexer.store import read_stats
@@ -798,6 +799,8 @@ def evaluate(
         answer_threshold=settings.answer_threshold,
         ann_min_passages=settings.ann_min_passages,
         min_confidence=settings.answer_confidence,
+        reranker=load_cross_encoder(settings.reranker) if settings.reranker else None,
+        reranker_depth=settings.reranker_depth,
     )
     try:
         eval_set.warnings.extend(check_alignment(searcher, eval_set))

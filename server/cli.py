@@ -19,6 +19,7 @@ from indexer.embedding import BACKENDS
 from indexer.errors import ParaciteError
 from indexer.models import AskResult, Hit, IndexReport
 from indexer.retrieval import MAX_K, MAX_OFFSET, MODES, Mode, Scope, Searcher
+from indexer.search.rerank import load_cross_encoder
 from indexer.settings import SentenceVectors, Settings
 from indexer.short_answer import ShortAnswer
 
@@ -397,6 +398,8 @@ def _open(index_dir: Path | None) -> Searcher:
         settings.index,
         answer_threshold=settings.answer_threshold,
         min_confidence=settings.answer_confidence,
+        reranker=load_cross_encoder(settings.reranker) if settings.reranker else None,
+        reranker_depth=settings.reranker_depth,
     )
 
 
