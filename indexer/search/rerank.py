@@ -45,7 +45,7 @@ def load_cross_encoder(name: str) -> CrossEncoder:
 
 
 class RerankStage:
-    """Rescores the top fused passages with a cross-encoder; hits in, hits out.
+    """Rescores the top fused passages with a cross-encoder; fused candidates in and out.
 
     The passages it reads change places by the cross-encoder's scores, and take the fused
     scores of the places they land on: the order is the cross-encoder's, while the scores
