@@ -39,7 +39,7 @@ _SCALE = rf"(?:\s?(?:{_SCALE_WORDS}|bn|m|k)\b)?"
 _NUMBER_WORD_RUN = rf"\b(?:{_NUMBER_WORDS})(?:[\s-]+(?:and\s+)?(?:{_NUMBER_WORDS}))*\b"
 # Capitalised word, accents included ("Josée", "Lefèvre", "Saint-Mathieu").
 _NAME_WORD = r"[A-ZÀ-ÖØ-ÞĀ-Ž]\w*(?:['’][A-Z]\w*)?(?:-\w+)*"
-# Lower-case words allowed inside a name: "University of Paris", "Charles de Gaulle".
+# Lower-case particles allowed inside a name: "Charles de Gaulle", "Ludwig van Beethoven".
 _NAME_JOINERS = r"(?:de|da|di|del|della|der|den|van|von|la|le|du|des|y|al|bin|ibn)"
 _NAME = rf"{_NAME_WORD}(?:\s+(?:[A-Z]\.\s*)?(?:{_NAME_JOINERS}\s+)?{_NAME_WORD})*"
 
