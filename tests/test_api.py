@@ -382,7 +382,11 @@ def test_lifespan_opens_the_index_once_and_closes_it(
 
     monkeypatch.setattr(app_module.Searcher, "open", fake_open)
     settings = Settings(
-        index=seed_index, answer_threshold=0.5, ann_min_passages=7, answer_confidence=0.4
+        index=seed_index,
+        answer_threshold=0.5,
+        ann_min_passages=7,
+        answer_confidence=0.4,
+        reranker_depth=9,
     )
     with TestClient(create_app(settings)) as fresh:
         assert fresh.get("/healthz").json()["status"] == "ok"
@@ -396,6 +400,8 @@ def test_lifespan_opens_the_index_once_and_closes_it(
             "answer_threshold": 0.5,
             "ann_min_passages": 7,
             "min_confidence": 0.4,
+            "reranker": None,
+            "reranker_depth": 9,
         },
     )
     assert borrowed.closed
