@@ -27,7 +27,7 @@ class ModelMismatch(ParaciteError):
 
 
 class ModelUnavailable(ParaciteError):
-    """The configured embedding model cannot be loaded."""
+    """The configured embedding model (or reranker) cannot be loaded."""
 
 
 class UnsupportedFile(ParaciteError):

@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import math
 import re
+import string
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +33,9 @@ from indexer.errors import InvalidQuery, ParaciteError
 from indexer.loaders.common import collapse_whitespace
 from indexer.models import AskResult, IndexReport
 from indexer.retrieval import MAX_K, Mode, Searcher
+from indexer.search.rerank import load_cross_encoder
 from indexer.settings import Settings
+from indexer.short_answer import SHORT_ANSWER_TYPES, short_answer_type
 from indexer.store import read_stats
 from indexer.text import content_hash, slug
 
@@ -261,6 +265,39 @@ def answer_matches(answer: str | None, gold: Sequence[str]) -> bool:
     return any(collapse_whitespace(g).casefold() in text for g in gold if g.strip())
 
 
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = "".join(char for char in text.lower() if char not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def exact_match(prediction: str | None, gold: Sequence[str]) -> float:
+    """SQuAD exact match: 1 when the normalised prediction equals a normalised gold answer."""
+    if prediction is None:
+        return 0.0
+    return float(any(normalize_answer(prediction) == normalize_answer(g) for g in gold))
+
+
+def f1_score(prediction: str | None, gold: Sequence[str]) -> float:
+    """SQuAD F1: token overlap of the normalised prediction with the best gold answer."""
+    if prediction is None:
+        return 0.0
+    predicted = normalize_answer(prediction).split()
+    best = 0.0
+    for answer in gold:
+        expected = normalize_answer(answer).split()
+        common = sum((Counter(predicted) & Counter(expected)).values())
+        if common == 0:
+            continue
+        precision, recall = common / len(predicted), common / len(expected)
+        best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (linear interpolation); 0 for no values."""
     return float(np.percentile(values, q)) if values else 0.0
@@ -291,6 +328,10 @@ class Outcome:
     confidence: float | None = None
     confidence_withheld: float | None = None
     candidate_correct: bool = False
+    # The kind of short answer the question asks for (None: no typed answer) and the short
+    # answer given.
+    short_type: str | None = None
+    short_answer: str | None = None
 
     def gold_rank(self) -> int | None:
         """Rank of the first relevant unit in the ranking, if there is one."""
@@ -311,6 +352,8 @@ class Outcome:
             row["answer"] = self.answer
             row["answer_unit"] = self.answer_unit
             row["answer_correct"] = answer_matches(self.answer, self.answers)
+            row["short_type"] = self.short_type
+            row["short_answer"] = self.short_answer
             row["gold_answers"] = list(self.answers)
         if self.error:
             row["error"] = self.error
@@ -352,6 +395,11 @@ class ModeRun:
             "metrics": {k: _round(v) for k, v in self.metrics().items()},
             **({"answerability_curve": answerability_curve(self.outcomes)} if withheld else {}),
             "questions": count,
+            **(
+                {"short_answer_questions": short_answer_counts(self.outcomes)}
+                if self.level == "paragraph"
+                else {}
+            ),
             "errors": sum(1 for o in self.outcomes if o.error),
             "latency_ms": self.latency(),
             "seconds": round(self.seconds, 2),
@@ -381,6 +429,7 @@ def summarise(outcomes: Sequence[Outcome], level: Level) -> dict[str, float | No
             "answered_withheld": None
             if any(o.answered_withheld is None for o in outcomes)
             else mean(float(bool(o.answered_withheld)) for o in outcomes),
+            **short_answer_metrics(outcomes),
         }
     deep = [o.deep_ranking for o in outcomes]
     return {
@@ -392,6 +441,33 @@ def summarise(outcomes: Sequence[Outcome], level: Level) -> dict[str, float | No
         else mean(recall_at(d or (), o.relevant, 100) for d, o in zip(deep, outcomes, strict=True)),
         "MRR@10": mean(reciprocal_rank(o.ranking, o.relevant, 10) for o in outcomes),
     }
+
+
+def short_answer_metrics(outcomes: Sequence[Outcome]) -> dict[str, float | None]:
+    """SQuAD exact match and F1 of the short answers, over the questions with a typed answer
+    (a missing short answer scores 0) and per type; None where no question has that type."""
+    typed = [o for o in outcomes if o.short_type is not None and o.answers]
+    metrics: dict[str, float | None] = {}
+    for kind, chosen in [("typed", typed)] + [
+        (kind, [o for o in typed if o.short_type == kind]) for kind in SHORT_ANSWER_TYPES
+    ]:
+        suffix = "" if kind == "typed" else f" {kind}"
+        count = len(chosen)
+        metrics[f"short_EM{suffix}"] = (
+            sum(exact_match(o.short_answer, o.answers) for o in chosen) / count if count else None
+        )
+        metrics[f"short_F1{suffix}"] = (
+            sum(f1_score(o.short_answer, o.answers) for o in chosen) / count if count else None
+        )
+    return metrics
+
+
+def short_answer_counts(outcomes: Sequence[Outcome]) -> dict[str, int]:
+    """How many questions ask for each type of short answer (and none)."""
+    counts = {kind: 0 for kind in (*SHORT_ANSWER_TYPES, "none")}
+    for outcome in outcomes:
+        counts[outcome.short_type or "none"] += 1
+    return counts
 
 
 def _accuracy_answered(outcomes: Sequence[Outcome]) -> float | None:
@@ -512,6 +588,8 @@ def _ask_one(
                 confidence_withheld=confidence_withheld,
                 candidate_correct=assessed is not None
                 and answer_matches(assessed.candidate.text, question.answers),
+                short_type=short_answer_type(question.text),
+                short_answer=answer.short.text if answer and answer.short else None,
             )
         started = time.perf_counter()
         result = searcher.search(question.text, DOCUMENT_DEPTH, mode)
@@ -721,6 +799,8 @@ def evaluate(
         answer_threshold=settings.answer_threshold,
         ann_min_passages=settings.ann_min_passages,
         min_confidence=settings.answer_confidence,
+        reranker=load_cross_encoder(settings.reranker) if settings.reranker else None,
+        reranker_depth=settings.reranker_depth,
     )
     try:
         eval_set.warnings.extend(check_alignment(searcher, eval_set))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from indexer.answerability import AnswerEvidence
+from indexer.short_answer import ShortAnswer
 
 BlockKind = Literal["paragraph", "heading"]
 
@@ -134,6 +135,9 @@ class Answer:
     score: float
     # The answerability model's probability that the sentence answers (indexer.answerability).
     confidence: float
+    # The name, date, number, amount or place inside the sentence, when the question asks
+    # for one (indexer.short_answer).
+    short: ShortAnswer | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -146,6 +150,7 @@ class Answer:
             "char_end": self.char_end,
             "score": round(self.score, 4),
             "confidence": round(self.confidence, 4),
+            "short": self.short.to_dict() if self.short else None,
         }
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import threadpoolctl
@@ -35,11 +36,15 @@ from indexer.ranking import RowRanges
 from indexer.search.answering import AnswerStage
 from indexer.search.candidates import CANDIDATES, CandidateStage
 from indexer.search.fusion import FusionStage, FusionWeights
+from indexer.search.rerank import RERANK_DEPTH, RerankStage
 from indexer.search.types import MODES, Candidates, Fused, Mode, Query, Scope
 from indexer.segments import SegmentedIndex
 from indexer.settings import Settings
 from indexer.store import Manifest, file_stamps, require_generation
 from indexer.text import lexical_terms
+
+if TYPE_CHECKING:
+    from sentence_transformers import CrossEncoder
 
 __all__ = [
     "ANSWER_THRESHOLDS",
@@ -103,8 +108,12 @@ class Searcher:
         ann_min_passages: int | None = None,
         candidates_per_signal: int = CANDIDATES,
         min_confidence: float | None = None,
+        reranker: CrossEncoder | None = None,
+        reranker_depth: int = RERANK_DEPTH,
     ) -> None:
         generation = require_generation(index_dir)
+        self.reranker = reranker
+        self.reranker_depth = reranker_depth
         self.index_dir = index_dir
         self.generation = generation
         self.manifest = Manifest.read(generation)
@@ -165,6 +174,11 @@ class Searcher:
         )
         self._fusion = FusionStage(index.sentence_vectors, index.sentence_offsets, w)
         self._answer = AnswerStage(self._store, self.answer_threshold, self.min_confidence)
+        self._rerank = (
+            RerankStage(self.reranker, self._store, self.reranker_depth)
+            if self.reranker is not None
+            else None
+        )
 
     @classmethod
     def open(
@@ -176,8 +190,11 @@ class Searcher:
         *,
         ann_min_passages: int | None = None,
         min_confidence: float | None = None,
+        reranker: CrossEncoder | None = None,
+        reranker_depth: int = RERANK_DEPTH,
     ) -> Searcher:
-        """Open the live generation of the index at `index_dir` (loading its model if needed)."""
+        """Open the live generation of the index at `index_dir` (loading its model if needed);
+        a `reranker` (`indexer.search.rerank.load_cross_encoder`) rescores the best passages."""
         return cls(
             index_dir,
             embedder,
@@ -185,6 +202,8 @@ class Searcher:
             weights,
             ann_min_passages=ann_min_passages,
             min_confidence=min_confidence,
+            reranker=reranker,
+            reranker_depth=reranker_depth,
         )
 
     def close(self) -> None:
@@ -301,6 +320,8 @@ class Searcher:
             return AskResult(question, None, reason, [], _ms(started))
         per_signal = max(self._candidates.per_signal, offset + k, ranked)
         candidates, fused = self._fuse(prepared, per_signal)
+        if self._rerank is not None:
+            fused = self._rerank.run(prepared, fused)
         fused, author_first = self._author_note_first(prepared, candidates, fused)
         answered = self._answer.run(
             prepared, fused, k, want_answer=want_answer, prefer_first=author_first, offset=offset

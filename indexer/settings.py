@@ -92,6 +92,20 @@ class Settings(BaseSettings):
             "subject without answering. Default: the fitted value (see indexer/answerability.py)."
         ),
     )
+    reranker: str | None = Field(
+        None,
+        description=(
+            "A sentence-transformers CrossEncoder (a local folder, or a name "
+            "sentence-transformers can load) that rescores the best fused passages of each "
+            "question before the answer is chosen. Unset (the default): no reranking."
+        ),
+    )
+    reranker_depth: int = Field(
+        20,
+        ge=2,
+        le=200,
+        description="How many of the best fused passages the reranker rescores per question.",
+    )
     ann_min_passages: int = Field(
         50_000,
         ge=0,

@@ -19,11 +19,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from indexer.embedding import Embedder
 from indexer.live import LiveIndex
 from indexer.retrieval import MAX_QUERY_CHARS, Searcher
+from indexer.search.rerank import load_cross_encoder
 from indexer.settings import Settings
 from indexer.store import check_index
 from server import api, pages
 from server.errors import install_error_handlers, is_api_path, json_error
-from server.views import doc_url, highlight_hit, hit_url
+from server.views import answer_parts, answer_url, doc_url, highlight_hit, hit_url
 
 HERE = Path(__file__).parent
 log = logging.getLogger("uvicorn.error")
@@ -89,6 +90,9 @@ def create_app(
 def open_live_index(settings: Settings) -> LiveIndex:
     """The index at `settings.index`, opened now (model included), following new generations."""
 
+    # Loaded once: every generation the server moves to reranks with the same model.
+    reranker = load_cross_encoder(settings.reranker) if settings.reranker else None
+
     def open_searcher(index_dir: Path, embedder: Embedder | None) -> Searcher:
         return Searcher.open(
             index_dir,
@@ -96,6 +100,8 @@ def open_live_index(settings: Settings) -> LiveIndex:
             answer_threshold=settings.answer_threshold,
             ann_min_passages=settings.ann_min_passages,
             min_confidence=settings.answer_confidence,
+            reranker=reranker,
+            reranker_depth=settings.reranker_depth,
         )
 
     live = LiveIndex(settings.index, open_searcher)
@@ -110,7 +116,13 @@ def make_templates() -> Jinja2Templates:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(doc_url=doc_url, hit_url=hit_url, highlight_hit=highlight_hit)
+    env.globals.update(
+        doc_url=doc_url,
+        answer_url=answer_url,
+        answer_parts=answer_parts,
+        hit_url=hit_url,
+        highlight_hit=highlight_hit,
+    )
     return Jinja2Templates(env=env)
 
 

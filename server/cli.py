@@ -17,9 +17,11 @@ from rich.table import Table
 
 from indexer.embedding import BACKENDS
 from indexer.errors import ParaciteError
-from indexer.models import AskResult, IndexReport
+from indexer.models import AskResult, Hit, IndexReport
 from indexer.retrieval import MAX_K, MAX_OFFSET, MODES, Mode, Scope, Searcher
+from indexer.search.rerank import load_cross_encoder
 from indexer.settings import SentenceVectors, Settings
+from indexer.short_answer import ShortAnswer
 
 if TYPE_CHECKING:
     from indexer.watch import FolderWatch
@@ -396,6 +398,8 @@ def _open(index_dir: Path | None) -> Searcher:
         settings.index,
         answer_threshold=settings.answer_threshold,
         min_confidence=settings.answer_confidence,
+        reranker=load_cross_encoder(settings.reranker) if settings.reranker else None,
+        reranker_depth=settings.reranker_depth,
     )
 
 
@@ -408,7 +412,13 @@ def _print_result(result: AskResult, as_json: bool, with_answer: bool) -> None:
     if with_answer:
         if result.answer:
             a = result.answer
-            console.print(f"[bold]{escape(a.text)}[/] [cyan][{a.passage}][/]")
+            if a.short is not None:
+                # The sentence plainly, the short answer in it in bold (and first, on its own).
+                console.print(f"[bold]{escape(a.short.text)}[/]")
+                sentence = _bold_short(a.text, a.short.offset, len(a.short.text))
+                console.print(f"{sentence} [cyan][{a.passage}][/]", highlight=False)
+            else:
+                console.print(f"[bold]{escape(a.text)}[/] [cyan][{a.passage}][/]")
             console.print(
                 f"[dim]— {escape(a.title)}, ¶{a.paragraph} · {a.confidence:.0%} sure[/]\n"
             )
@@ -424,22 +434,40 @@ def _print_result(result: AskResult, as_json: bool, with_answer: bool) -> None:
             f"[cyan][{hit.rank}][/] [bold]{escape(p.title)}[/] — {where}{page} "
             f"[dim]{escape(p.doc_id)} · score {hit.score:.3f}[/]"
         )
-        console.print(_highlight(p.text, hit), highlight=False)
+        short = result.answer.short if result.answer and hit.rank == result.answer.passage else None
+        console.print(_highlight(p.text, hit, short), highlight=False)
         console.print()
     console.print(f"[dim]{result.took_ms:.1f} ms[/]")
 
 
-def _highlight(text: str, hit: Any) -> str:
+def _highlight(text: str, hit: Hit, short: ShortAnswer | None = None) -> str:
+    """The passage with its answering sentence in green, the short answer in it in bold."""
     sentence = hit.best_sentence
     if sentence is None:
         return "    " + escape(text)
+    marked = text[sentence.start : sentence.end]
+    inner = (
+        _bold_short(marked, short.offset, len(short.text)) if short is not None else escape(marked)
+    )
     return (
         "    "
         + escape(text[: sentence.start])
-        + "[bold green]"
-        + escape(text[sentence.start : sentence.end])
+        + "[green]"
+        + inner
         + "[/]"
         + escape(text[sentence.end :])
+    )
+
+
+def _bold_short(sentence: str, offset: int, length: int) -> str:
+    """The sentence as console markup, `sentence[offset:offset + length]` in bold."""
+    end = offset + length
+    return (
+        escape(sentence[:offset])
+        + "[bold]"
+        + escape(sentence[offset:end])
+        + "[/]"
+        + escape(sentence[end:])
     )
 
 

@@ -85,12 +85,14 @@ def document(
     templates: TemplatesDep,
     doc_id: str,
     hl: str | None = None,
+    short: str | None = None,
 ) -> Any:
-    """Every paragraph of a document, numbered and anchored; `?hl=start-end` marks a span."""
+    """Every paragraph of a document, numbered and anchored; `?hl=start-end` marks a span,
+    and `&short=start-end` shows the short answer inside it in bold."""
     view = searcher.document(doc_id)
     context = {
         "doc": view.info,
-        "blocks": document_blocks(view, parse_span(hl)),
+        "blocks": document_blocks(view, parse_span(hl), parse_span(short)),
         "metadata": shown_metadata(view.info.metadata),
         "page_url": public_url(request) + "/doc/" + quote(doc_id, safe="/"),
         "json_url": "/api/documents/" + quote(doc_id, safe="/"),

@@ -7,8 +7,16 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, JsonValue
 
-from indexer.models import AskResult, DocumentInfo, DocumentView, Hit, IndexStats
-from server.views import doc_url, hit_url
+from indexer.models import Answer, AskResult, DocumentInfo, DocumentView, Hit, IndexStats
+from server.views import answer_url, doc_url, hit_url
+
+
+class ShortAnswerOut(BaseModel):
+    """The name, date, number, amount or place inside the answer sentence."""
+
+    text: str
+    start: int = Field(description="Start of the short answer in the document's source.")
+    end: int = Field(description="End of the short answer in the document's source.")
 
 
 class AnswerOut(BaseModel):
@@ -27,6 +35,11 @@ class AnswerOut(BaseModel):
         le=1,
         description="How likely the sentence is to answer (0..1): the answerability model's "
         "probability. Below the server's minimum there is no answer at all.",
+    )
+    short: ShortAnswerOut | None = Field(
+        description="For a question asking for a name, date, number, amount or place: that "
+        "span of the sentence (`source[start:end] == text`); null otherwise, or when the "
+        "sentence holds none."
     )
     url: str = Field(description="The document page, scrolled to the paragraph, sentence marked.")
 
@@ -53,8 +66,8 @@ class PassageOut(BaseModel):
     url: str
 
     @classmethod
-    def of(cls, hit: Hit) -> PassageOut:
-        return cls(**hit.to_dict(), url=hit_url(hit))
+    def of(cls, hit: Hit, answer: Answer | None = None) -> PassageOut:
+        return cls(**hit.to_dict(), url=hit_url(hit, answer))
 
 
 class AskResponse(BaseModel):
@@ -74,14 +87,11 @@ class AskResponse(BaseModel):
         answer = result.answer
         return cls(
             query=result.query,
-            answer=AnswerOut(
-                **answer.to_dict(),
-                url=doc_url(answer.doc_id, answer.paragraph, (answer.char_start, answer.char_end)),
-            )
+            answer=AnswerOut(**answer.to_dict(), url=answer_url(answer))
             if answer is not None
             else None,
             no_answer_reason=result.no_answer_reason,
-            passages=[PassageOut.of(hit) for hit in result.hits],
+            passages=[PassageOut.of(hit, answer) for hit in result.hits],
             took_ms=round(result.took_ms, 2),
         )
 

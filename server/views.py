@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from indexer.models import DocumentBlock, DocumentView, Hit, IndexStats, RankedPassage
+from indexer.models import Answer, DocumentBlock, DocumentView, Hit, IndexStats, RankedPassage
 from indexer.retrieval import MAX_OFFSET, Scope
 
 # How far past the previous match a character of clean text may sit in the source text:
@@ -27,11 +27,22 @@ METADATA_SHOWN = ("author", "authors", "date")
 
 @dataclass(frozen=True, slots=True)
 class Highlighted:
-    """Text cut around one marked span; `marked` is empty when nothing is highlighted."""
+    """Text cut around one marked span; `marked` is empty when nothing is highlighted.
+
+    `bold` is the short answer inside `marked` (offsets into `marked`), shown in bold."""
 
     before: str
     marked: str
     after: str
+    bold: tuple[int, int] | None = None
+
+    @property
+    def marked_parts(self) -> tuple[str, str, str]:
+        """`marked` cut around its bold part (all of it before the cut when there is none)."""
+        if self.bold is None:
+            return self.marked, "", ""
+        start, end = self.bold
+        return self.marked[:start], self.marked[start:end], self.marked[end:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,29 +54,74 @@ class BlockView:
     cited: bool
 
 
-def doc_url(doc_id: str, paragraph: int | None = None, span: tuple[int, int] | None = None) -> str:
-    """The document page of `doc_id` (a relative path, so it is quoted but keeps its slashes)."""
+def doc_url(
+    doc_id: str,
+    paragraph: int | None = None,
+    span: tuple[int, int] | None = None,
+    short: tuple[int, int] | None = None,
+) -> str:
+    """The document page of `doc_id` (a relative path, so it is quoted but keeps its slashes);
+    `span` is highlighted and `short` (the short answer inside it) shown in bold."""
     url = "/doc/" + quote(doc_id, safe="/")
     if span is not None:
         url += f"?hl={span[0]}-{span[1]}"
+        if short is not None:
+            url += f"&short={short[0]}-{short[1]}"
     if paragraph is not None:
         url += f"#p{paragraph}"
     return url
 
 
-def hit_url(hit: Hit) -> str:
-    """Where a passage is cited: its paragraph, with the answering sentence highlighted."""
+def answer_url(answer: Answer) -> str:
+    """Where the answer is cited: its paragraph, the sentence highlighted, the short answer bold."""
+    short = (answer.short.start, answer.short.end) if answer.short else None
+    return doc_url(answer.doc_id, answer.paragraph, (answer.char_start, answer.char_end), short)
+
+
+def _short_of(hit: Hit, answer: Answer | None) -> Answer | None:
+    """The answer when `hit` holds it and it has a short answer."""
+    if answer is None or answer.short is None or hit.rank != answer.passage:
+        return None
+    return answer
+
+
+def hit_url(hit: Hit, answer: Answer | None = None) -> str:
+    """Where a passage is cited: its paragraph, with the answering sentence highlighted (and
+    the short answer in bold when the passage holds the `answer`)."""
+    holding = _short_of(hit, answer)
+    if holding is not None:
+        return answer_url(holding)
     sentence = hit.best_sentence
     span = (sentence.char_start, sentence.char_end) if sentence else None
     return doc_url(hit.passage.doc_id, hit.passage.paragraph, span)
 
 
-def highlight_hit(hit: Hit) -> Highlighted:
-    """The passage text with its answering sentence marked."""
+def highlight_hit(hit: Hit, answer: Answer | None = None) -> Highlighted:
+    """The passage text with its answering sentence marked (and the short answer in bold when
+    the passage holds the `answer`)."""
     sentence = hit.best_sentence
     if sentence is None:
         return Highlighted(hit.passage.text, "", "")
-    return _cut(hit.passage.text, sentence.start, sentence.end)
+    marked = _cut(hit.passage.text, sentence.start, sentence.end)
+    holding = _short_of(hit, answer)
+    if holding is None or holding.short is None:
+        return marked
+    return _with_bold(marked, holding.short.offset, holding.short.offset + len(holding.short.text))
+
+
+def answer_parts(answer: Answer) -> Highlighted:
+    """The answer sentence with its short answer as the marked part (nothing marked without)."""
+    short = answer.short
+    if short is None:
+        return Highlighted(answer.text, "", "")
+    return _cut(answer.text, short.offset, short.offset + len(short.text))
+
+
+def _with_bold(marked: Highlighted, start: int, end: int) -> Highlighted:
+    start, end = max(0, start), min(len(marked.marked), end)
+    if start >= end:
+        return marked
+    return Highlighted(marked.before, marked.marked, marked.after, (start, end))
 
 
 def parse_span(value: str | None) -> tuple[int, int] | None:
@@ -77,12 +133,22 @@ def parse_span(value: str | None) -> tuple[int, int] | None:
     return (start, end) if start < end else None
 
 
-def document_blocks(view: DocumentView, span: tuple[int, int] | None) -> list[BlockView]:
-    """Every block of a document, the ones overlapping `span` cited and the span marked."""
-    return [_block_view(block, view.source, span) for block in view.blocks]
+def document_blocks(
+    view: DocumentView, span: tuple[int, int] | None, short: tuple[int, int] | None = None
+) -> list[BlockView]:
+    """Every block of a document, the ones overlapping `span` cited and the span marked; a
+    `short` span inside it (the short answer) is shown in bold."""
+    if short is not None and (span is None or not (span[0] <= short[0] and short[1] <= span[1])):
+        short = None
+    return [_block_view(block, view.source, span, short) for block in view.blocks]
 
 
-def _block_view(block: DocumentBlock, source: str, span: tuple[int, int] | None) -> BlockView:
+def _block_view(
+    block: DocumentBlock,
+    source: str,
+    span: tuple[int, int] | None,
+    short: tuple[int, int] | None = None,
+) -> BlockView:
     plain = Highlighted(block.text, "", "")
     if span is None or block.kind != "paragraph":
         return BlockView(block, plain, cited=False)
@@ -90,7 +156,12 @@ def _block_view(block: DocumentBlock, source: str, span: tuple[int, int] | None)
         return BlockView(block, plain, cited=False)
     local = locate_span(block, source, span)
     # When the span can't be placed in the clean text, the whole paragraph stays cited.
-    text = _cut(block.text, *local) if local else plain
+    if local is None:
+        return BlockView(block, plain, cited=True)
+    text = _cut(block.text, *local)
+    bold = locate_span(block, source, short) if short is not None else None
+    if bold is not None:
+        text = _with_bold(text, bold[0] - local[0], bold[1] - local[0])
     return BlockView(block, text, cited=True)
 
 

@@ -28,6 +28,7 @@ PASSAGE_KEYS = {
     "char_start", "char_end", "answer_start", "answer_end", "cited", "url",
 }  # fmt: skip
 ANSWER_KEYS = {
+    "short",
     "confidence",
     "text",
     "passage",
@@ -381,7 +382,11 @@ def test_lifespan_opens_the_index_once_and_closes_it(
 
     monkeypatch.setattr(app_module.Searcher, "open", fake_open)
     settings = Settings(
-        index=seed_index, answer_threshold=0.5, ann_min_passages=7, answer_confidence=0.4
+        index=seed_index,
+        answer_threshold=0.5,
+        ann_min_passages=7,
+        answer_confidence=0.4,
+        reranker_depth=9,
     )
     with TestClient(create_app(settings)) as fresh:
         assert fresh.get("/healthz").json()["status"] == "ok"
@@ -395,6 +400,8 @@ def test_lifespan_opens_the_index_once_and_closes_it(
             "answer_threshold": 0.5,
             "ann_min_passages": 7,
             "min_confidence": 0.4,
+            "reranker": None,
+            "reranker_depth": 9,
         },
     )
     assert borrowed.closed

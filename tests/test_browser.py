@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 from server_helpers import EVIL_QUESTION, SCRIPT, SEED_QUESTION, LiveServer
 
 from indexer.retrieval import Searcher
@@ -360,3 +360,49 @@ def test_widget_attributes_and_mount_for_widgets_added_later(
         widget.get_by_role("button", name="Ask").click()
         expect(widget.locator(".answer a.cite")).to_be_visible()
         expect(widget.locator("li")).to_have_count(count)
+
+
+NUMBER_QUESTION = "How many documents from Pyongyang were examined?"
+
+
+def font_weight(locator: Locator) -> int:
+    return int(locator.evaluate("e => getComputedStyle(e).fontWeight"))
+
+
+def test_short_answer_is_bold_on_the_results_and_document_pages(
+    page: Page, live_server: LiveServer
+) -> None:
+    page.goto(live_server.url + "/?" + urlencode({"q": NUMBER_QUESTION}))
+    in_answer = page.locator("section.answer .answer-text strong.short-answer")
+    expect(in_answer).to_have_text("54")
+    assert font_weight(in_answer) >= 700
+    in_source = page.locator("li.passage mark strong.short-answer")
+    expect(in_source).to_have_count(1)
+    expect(in_source).to_have_text("54")
+    assert font_weight(in_source) >= 700
+    screenshot(page, "short-answer.png")
+
+    page.locator("section.answer a.cite").click()
+    page.wait_for_url("**/doc/**#p*")
+    on_document = page.locator(".para:target mark strong.short-answer")
+    expect(on_document).to_have_text("54")
+    assert font_weight(on_document) >= 700
+
+
+def test_widget_shows_the_short_answer_bold(
+    page: Page, live_server: LiveServer, host_site: str
+) -> None:
+    page.goto(host_site)
+    widget = page.locator("[data-paracite]")
+    widget.get_by_role("searchbox").fill(NUMBER_QUESTION)
+    widget.get_by_role("button", name="Ask").click()
+    in_answer = widget.locator(".answer strong.short-answer")
+    expect(in_answer).to_have_text("54")
+    expect(widget.locator(".answer p").first).to_contain_text("During this period, 54 documents")
+    assert font_weight(in_answer) >= 700
+    in_source = widget.locator("li mark strong.short-answer")
+    expect(in_source).to_have_count(1)
+    expect(in_source).to_have_text("54")
+    assert font_weight(in_source) >= 700
+    widget.scroll_into_view_if_needed()
+    screenshot(page, "widget-short-answer.png")

@@ -28,11 +28,14 @@ from indexer.evaluation import (
     percentile,
     recall_at,
     reciprocal_rank,
+    short_answer_counts,
+    short_answer_metrics,
     summarise,
     unit_key,
 )
 from indexer.retrieval import MODES, Searcher
 from indexer.settings import Settings
+from indexer.short_answer import short_answer_type
 from server.cli import main
 
 # -- metrics -----------------------------------------------------------------------------------
@@ -113,6 +116,36 @@ def test_summarise_paragraph_level() -> None:
     assert metrics["answer_accuracy"] == pytest.approx(1 / 3)
     assert metrics["answer_in_gold_paragraph"] == pytest.approx(1 / 3)
     assert metrics["answered"] == pytest.approx(2 / 3)
+
+
+def test_short_answers_are_scored_with_squad_em_and_f1_per_type() -> None:
+    gold = {unit_key("a.txt", 1): 1}
+
+    def asked(question: str, answers: tuple[str, ...], short: str | None) -> Outcome:
+        return Outcome(
+            question, question, gold, ("a.txt#1",), 1.0, answers, "A sentence.", "a.txt#1",
+            short_type=short_answer_type(question), short_answer=short,
+        )  # fmt: skip
+
+    outcomes = [
+        asked("When was it built?", ("1835",), "1835"),  # exact
+        asked("When was it automated?", ("in 1996",), "1996"),  # F1 2/3, not exact
+        asked("How many steps are there?", ("163",), None),  # no short answer: 0
+        asked("Who opened the café?", ("Josée Lefèvre",), "the Josée Lefèvre"),  # article dropped
+        asked("Why was it restored?", ("rust",), None),  # no typed answer: not counted
+    ]
+    metrics = short_answer_metrics(outcomes)
+    assert metrics["short_EM"] == pytest.approx(2 / 4)
+    assert metrics["short_F1"] == pytest.approx((1 + 2 / 3 + 0 + 1) / 4)
+    assert metrics["short_EM date"] == pytest.approx(1 / 2)
+    assert metrics["short_F1 date"] == pytest.approx((1 + 2 / 3) / 2)
+    assert metrics["short_F1 number"] == 0.0
+    assert metrics["short_EM person"] == 1.0
+    assert metrics["short_F1 money"] is None and metrics["short_F1 place"] is None
+    assert summarise(outcomes, "paragraph")["short_F1"] == metrics["short_F1"]
+    assert short_answer_counts(outcomes) == {
+        "money": 0, "number": 1, "date": 2, "person": 1, "place": 0, "none": 1,
+    }  # fmt: skip
 
 
 def test_summarise_document_level() -> None:
@@ -292,6 +325,8 @@ def test_squad_eval_end_to_end(tmp_path: Path, embedder: Embedder) -> None:
     assert set(data["modes"]) == set(MODES)
     assert data["modes"]["hybrid"]["latency_ms"]["p95"] > 0
     assert "| R@1 |" in markdown_summary(data)
+    assert "| short_F1 |" in markdown_summary(data)
+    assert data["modes"]["hybrid"]["short_answer_questions"]["none"] == 5
 
     # A re-run re-chunks with the current code but embeds nothing new.
     again = evaluate(eval_set, settings, ["bm25"], embedder=embedder, limit=2)

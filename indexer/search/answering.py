@@ -19,6 +19,7 @@ from indexer.answerability import (
 from indexer.models import Answer, Assessment, Hit, Sentence
 from indexer.search.types import Fused, Query
 from indexer.segments import SegmentedStore
+from indexer.short_answer import ShortAnswer, find_short_span, short_answer_type, source_span
 from indexer.text import lexical_terms
 
 
@@ -141,9 +142,30 @@ class AnswerStage:
         if not answered:
             # On the subject, but the best sentence is unlikely to answer: related passages only.
             return Answered(_unsourced(hits), None, assessment)
+        answer = replace(answer, short=self._short_answer(query, hit))
         # The passage holding the answer is a source, whatever else.
         hits = [replace(h, cited=True) if h.rank == answer.passage else h for h in hits]
         return Answered(hits, answer, assessment)
+
+    def _short_answer(self, query: Query, hit: Hit) -> ShortAnswer | None:
+        """The name, date, number, amount or place the question asks for, inside the
+        answer sentence, with its offsets in the document's source (None when there is none)."""
+        kind = short_answer_type(query.text)
+        sentence = hit.best_sentence
+        if kind is None or sentence is None:
+            return None
+        local = find_short_span(kind, sentence.text, query.text)
+        if local is None:
+            return None
+        document = self.store.document(hit.passage.doc_id)
+        if document is None:
+            return None
+        span = source_span(
+            document.source, sentence.text, sentence.char_start, sentence.char_end, local
+        )
+        if span is None:
+            return None
+        return ShortAnswer(document.source[span[0] : span[1]], span[0], span[1], local[0])
 
     def _evidence(
         self,

@@ -41,6 +41,7 @@
     a { color: #1d5bbf; text-decoration: none; }
     a:hover { text-decoration: underline; }
     mark { background: #fff0a3; color: inherit; border-radius: 2px; }
+    strong.short-answer { font-weight: 700; }
     .status { color: #5d6673; font-size: 13px; margin: 8px 2px 0; }
     .status:empty { display: none; }
     .error { color: #a3261b; }
@@ -75,13 +76,32 @@
     return el("a", props);
   }
 
-  function highlighted(text, start, end) {
+  // The text as nodes, text[span[0]:span[1]] (the short answer) in bold; all plain without.
+  function withBold(text, span) {
+    if (!span) return [text];
+    const [start, end] = span;
+    return [text.slice(0, start), el("strong", { class: "short-answer", text: text.slice(start, end) }), text.slice(end)];
+  }
+
+  // Where the short answer sits in the answer sentence: its source offsets taken from the
+  // sentence's (the sentence is its source text), else where its text first appears.
+  function shortSpan(answer) {
+    const short = answer && answer.short;
+    if (!short) return null;
+    let at = short.start - answer.char_start;
+    if (answer.text.slice(at, at + short.text.length) !== short.text) at = answer.text.indexOf(short.text);
+    return at < 0 ? null : [at, at + short.text.length];
+  }
+
+  function highlighted(text, start, end, bold) {
     const p = el("p", { class: "text" });
     if (start == null || end == null || start >= end) {
       p.textContent = text;
       return p;
     }
-    p.append(text.slice(0, start), el("mark", { text: text.slice(start, end) }), text.slice(end));
+    const marked = text.slice(start, end);
+    const fits = bold && bold[1] <= marked.length && marked.slice(bold[0], bold[1]) !== "";
+    p.append(text.slice(0, start), el("mark", {}, ...withBold(marked, fits ? bold : null)), text.slice(end));
     return p;
   }
 
@@ -91,19 +111,21 @@
     return el(
       "div",
       { class: "answer" },
-      el("p", {}, a.text + " ", link(a.url, `[${a.passage}]`, "cite")),
+      el("p", {}, ...withBold(a.text, shortSpan(a)), " ", link(a.url, `[${a.passage}]`, "cite")),
       el("div", { class: "source", text: `${a.title}, ¶${a.paragraph} · ${Math.round(a.confidence * 100)}% sure` }),
     );
   }
 
-  function renderPassage(p) {
+  function renderPassage(p, answer) {
+    // The passage holding the answer shows its short answer in bold inside the marked sentence.
+    const bold = answer && answer.passage === p.rank ? shortSpan(answer) : null;
     const where = [p.section, `¶${p.paragraph}`, p.page ? `page ${p.page}` : null].filter(Boolean);
     return el(
       "li",
       {},
       el("div", { class: "head" }, el("span", { class: "rank", text: `[${p.rank}]` }), link(p.url, p.title)),
       el("div", { class: "meta", text: where.join(" · ") }),
-      p.cited ? highlighted(p.text, p.answer_start, p.answer_end) : el("p", { class: "text related", text: p.text }),
+      p.cited ? highlighted(p.text, p.answer_start, p.answer_end, bold) : el("p", { class: "text related", text: p.text }),
     );
   }
 
@@ -113,10 +135,10 @@
     const sources = data.passages.filter((p) => p.cited);
     const related = data.passages.filter((p) => !p.cited);
     const parts = [];
-    if (sources.length) parts.push(el("div", { class: "label", text: "Sources" }), el("ol", {}, ...sources.map(renderPassage)));
+    if (sources.length) parts.push(el("div", { class: "label", text: "Sources" }), el("ol", {}, ...sources.map((p) => renderPassage(p, data.answer))));
     if (related.length) {
       const title = sources.length ? "Related passages" : "Closest passages";
-      parts.push(el("div", { class: "label", text: title }), el("ol", {}, ...related.map(renderPassage)));
+      parts.push(el("div", { class: "label", text: title }), el("ol", {}, ...related.map((p) => renderPassage(p, data.answer))));
     }
     return parts;
   }
