@@ -94,6 +94,9 @@ CREATE TABLE sentences (
     char_start INTEGER NOT NULL, char_end INTEGER NOT NULL
 );
 CREATE INDEX passages_by_doc ON passages (doc_id, paragraph);
+-- What an indexing run reads to tell changed files, without reading past each row's source
+-- text (2 s of a run that adds one file to 100,000 others).
+CREATE INDEX documents_files ON documents (doc_id, content_hash, size, mtime_ns);
 """
 
 
