@@ -92,15 +92,6 @@ class SegmentedStore:
         segment at this position, as [start, end) ranges."""
         return self._stores[position].document_rows(self._entries[position].deleted)[0]
 
-    def deleted_rows(self) -> RowRanges:
-        """The passage rows of deleted documents."""
-        parts = [
-            store.document_rows(entry.deleted)[0] + base
-            for store, entry, base in zip(self._stores, self._entries, self._bases, strict=False)
-            if entry.deleted
-        ]
-        return _ranges(parts)
-
     def passages(self, rows: Sequence[int]) -> list[Passage]:
         """The passages at these rows, in the order asked, with their sentences."""
         return self._by_segment(rows, lambda store, local: store.passages(local))
@@ -248,6 +239,7 @@ class SegmentedIndex:
         store.check_counts()
         readers = []
         passage_parts, sentence_parts, offsets = [], [], []
+        deleted_parts: list[np.ndarray] = []  # passage rows of deleted documents, all segments
         sentence_base = 0
         for entry, folder in zip(
             manifest.segments, segment_paths(generation, manifest), strict=True
@@ -266,23 +258,16 @@ class SegmentedIndex:
             if entry.deleted:
                 deleted = store.segment_deleted_rows(len(readers) - 1)
                 passages.remove(RowRanges(deleted).rows())
-                sentences.remove(_sentence_rows(reader.offsets, deleted))
+                sentences.remove(_sentence_ranges(reader.offsets, deleted).rows())
+                deleted_parts.append(deleted + store.bases[len(readers) - 1])
             passage_parts.append(passages)
             sentence_parts.append(sentences)
             offsets.append(np.asarray(reader.offsets[:-1], dtype=np.int64) + sentence_base)
             sentence_base += entry.sentences
         offsets.append(np.array([sentence_base], dtype=np.int64))
         sentence_offsets = np.concatenate(offsets)
-        deleted_passages = store.deleted_rows()
-        deleted_sentences = RowRanges(
-            np.stack(
-                [
-                    sentence_offsets[deleted_passages.bounds[:, 0]],
-                    sentence_offsets[deleted_passages.bounds[:, 1]],
-                ],
-                axis=1,
-            ).reshape(-1, 2)
-        )
+        deleted_passages = _ranges(deleted_parts)
+        deleted_sentences = _sentence_ranges(sentence_offsets, deleted_passages.bounds)
         return cls(
             store,
             readers,
@@ -320,12 +305,12 @@ def _one_or_all(
     return parts[0] if len(parts) == 1 else SegmentedVectors(parts)
 
 
-def _sentence_rows(offsets: np.ndarray, passage_ranges: np.ndarray) -> np.ndarray:
-    """The sentence rows of the passages in these ranges."""
+def _sentence_ranges(offsets: np.ndarray, passage_ranges: np.ndarray) -> RowRanges:
+    """The sentence rows of the passages in these [start, end) ranges, as ranges."""
     bounds = np.stack(
         [offsets[passage_ranges[:, 0]], offsets[passage_ranges[:, 1]]], axis=1
     ).astype(np.int64)
-    return RowRanges(bounds.reshape(-1, 2)).rows()
+    return RowRanges(bounds.reshape(-1, 2))
 
 
 def _ranges(parts: list[np.ndarray]) -> RowRanges:
