@@ -22,12 +22,12 @@ from indexer.store import (
     LEXICAL,
     PASSAGE_VECTORS,
     SENTENCE_LEXICAL,
-    SENTENCE_OFFSETS,
     SENTENCE_VECTORS,
     FileRecord,
     MetadataStore,
     finish_segment,
     new_segment,
+    write_sentence_offsets,
 )
 from indexer.text import lexical_terms
 from indexer.vectors import SENTENCE_DTYPE, AnnConfig, VectorFileWriter, ann_path_of
@@ -109,9 +109,7 @@ class SegmentWriter:
         advance = on_progress or (lambda amount: None)
         try:
             self._store.close()
-            offsets = np.zeros(self.passages + 1, dtype=np.int64)
-            np.cumsum(np.frombuffer(self._sentence_counts, dtype=np.int64), out=offsets[1:])
-            np.save(self.folder / SENTENCE_OFFSETS, offsets)
+            write_sentence_offsets(self.folder, self._sentence_counts)
             advance(1)
             checkpoint("write")
             self._lexical.write(self.folder / LEXICAL)
@@ -130,7 +128,8 @@ class SegmentWriter:
         except BaseException:
             self.abandon()
             raise
-        return WrittenSegment(name, self.documents, self.passages, int(offsets[-1]), ann)
+        sentences = int(sum(self._sentence_counts))
+        return WrittenSegment(name, self.documents, self.passages, sentences, ann)
 
     def abandon(self) -> None:
         for closing in (
