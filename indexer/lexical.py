@@ -207,10 +207,6 @@ class LexicalIndex:
         """The index of one segment of `count` rows saved at `path`."""
         return cls([LexicalSegment.open(path, count)])
 
-    @staticmethod
-    def write(path: Path, rows: Iterable[Sequence[str]]) -> int:
-        return LexicalSegment.write(path, rows)
-
     def __len__(self) -> int:
         return int(self._bases[-1])
 

@@ -180,7 +180,7 @@ ROWS = [
     "terms", [["summit", "kim"], ["nuclear"], ["bread", "oven", "kim"], ["zzz"]]
 )
 def test_lexical_scores_by_row_equal_bm25s_full_scores(tmp_path: Path, terms: list[str]) -> None:
-    LexicalIndex.write(tmp_path / "lex", ROWS)
+    LexicalSegment.write(tmp_path / "lex", ROWS)
     lexical = LexicalIndex.open(tmp_path / "lex", len(ROWS))
     reference = bm25s.BM25(k1=BM25_K1, b=BM25_B)
     reference.index(ROWS, show_progress=False)
@@ -201,7 +201,7 @@ def test_bm25_over_segments_equals_bm25_over_all_their_rows(
 ) -> None:
     """Collection statistics are summed over segments: a question scores every row as one
     index over all the rows would, however they are split into segments."""
-    LexicalIndex.write(tmp_path / "all", ROWS)
+    LexicalSegment.write(tmp_path / "all", ROWS)
     whole = LexicalIndex.open(tmp_path / "all", len(ROWS))
     bounds = [0, *split, len(ROWS)]
     parts = []
