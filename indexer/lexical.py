@@ -6,16 +6,26 @@ only, with the collection statistics (row count, mean length, document frequency
 over every segment: the scores are those of one BM25 index over all the rows, however the
 rows are split into segments. Rows of deleted documents still count in the statistics until
 their segment is merged away, as in Lucene.
+
+A question's best rows are found without scoring every row its terms occur in (MaxScore,
+Turtle and Flood 1995): each segment keeps, per term, the most that term can add to a row's
+score, so once enough rows are known, rows holding only the common terms cannot reach them
+and those terms are looked up for the known rows alone.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import queue
+import threading
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -35,12 +45,41 @@ VOCABULARY = "vocabulary.json"
 # posting its row and term frequency, per row its length in terms.
 ARRAYS = ("term_starts.npy", "posting_rows.npy", "posting_counts.npy", "row_lengths.npy")
 LEXICAL_FILES = (PARAMS, VOCABULARY, *ARRAYS)
+# Per term the highest share of its weight (idf) it gives any row, with the segment's own mean
+# row length. Segments written before it have none: their terms are bounded by 1 (looser).
+TERM_BOUNDS = "term_bounds.npy"
+# Float32 rounding may put a score a hair above its bound's arithmetic.
+BOUND_SLACK = 1.0001
+# Questions whose best rows are sought at once per index (each holds one float64 per row);
+# more wait, as they would for the cores anyway.
+SCORE_BUFFERS = min(4, max(2, os.cpu_count() or 2))
+# While the best rows are sought, how many times as many rows as asked for are scored in
+# full to learn what score the best surely reach.
+LEARN_FACTOR = 4
+# Rows are looked up in a term's postings (a binary search each) while they are fewer than
+# its postings by this factor; else the postings are read through.
+LOOKUP_FACTOR = 8
+
+
+class LexicalScores(Protocol):
+    """A question's BM25 as the search stages read it."""
+
+    def top(self, n: int) -> RowScores:
+        """The `n` best rows, best first."""
+        ...
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        """The score of each of `rows` (0 where the terms do not occur), in their order."""
+        ...
+
+    def best(self) -> float:
+        """The highest score, or 0.0 when no row matches."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
 class LexicalMatches:
-    """The rows a query's terms occur in (ascending) and their BM25 scores: a question's
-    lexical signal, computed once and read by every stage."""
+    """Every row a query's terms occur in (ascending) and its BM25 score."""
 
     rows: np.ndarray  # int64, ascending
     scores: np.ndarray  # float32
@@ -85,13 +124,16 @@ class LexicalSegment:
         posting_rows: np.ndarray,
         posting_counts: np.ndarray,
         row_lengths: np.ndarray,
+        term_bounds: np.ndarray | None = None,
     ) -> None:
         self.vocabulary = vocabulary
         self._term_starts = term_starts
         self._posting_rows = posting_rows
         self._posting_counts = posting_counts
+        self._term_bounds = term_bounds
         self.row_lengths = row_lengths
         self.total_length = float(row_lengths.sum(dtype=np.float64))
+        self.mean_length = self.total_length / len(row_lengths) if len(row_lengths) else 1.0
 
     @classmethod
     def empty(cls) -> LexicalSegment:
@@ -108,6 +150,12 @@ class LexicalSegment:
             vocabulary = json.loads((path / VOCABULARY).read_text(encoding="utf-8"))
             # Plain views of the memory maps: no np.memmap bookkeeping on each read.
             arrays = [np.load(path / name, mmap_mode="r").view(np.ndarray) for name in ARRAYS]
+            bounds_file = path / TERM_BOUNDS
+            term_bounds = (
+                np.load(bounds_file, mmap_mode="r").view(np.ndarray)
+                if bounds_file.is_file()
+                else None
+            )
         except (OSError, ValueError) as error:
             message = f"lexical index {path} is unreadable: {error}; {REBUILD_HINT}"
             raise IndexCorrupt(message) from error
@@ -118,9 +166,10 @@ class LexicalSegment:
             or len(row_lengths) != count
             or len(posting_rows) != len(posting_counts)
             or (len(term_starts) and int(term_starts[-1]) != len(posting_rows))
+            or (term_bounds is not None and len(term_bounds) != len(vocabulary))
         ):
             raise IndexCorrupt(f"lexical index {path} is inconsistent; {REBUILD_HINT}")
-        return cls(vocabulary, term_starts, posting_rows, posting_counts, row_lengths)
+        return cls(vocabulary, term_starts, posting_rows, posting_counts, row_lengths, term_bounds)
 
     @staticmethod
     def write(path: Path, rows: Iterable[Sequence[str]]) -> int:
@@ -143,6 +192,17 @@ class LexicalSegment:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         start, end = int(self._term_starts[token]), int(self._term_starts[token + 1])
         return self._posting_rows[start:end], self._posting_counts[start:end]
+
+    def term_bound(self, term: str, mean_length: float) -> float:
+        """At most the share of `term`'s weight any row of this segment gets from it, scored
+        with `mean_length` as the collection's mean row length."""
+        token = self.vocabulary.get(term)
+        if token is None or self._term_bounds is None:
+            return 1.0
+        # A shorter mean length than this segment's (the bound's) lengthens every row, and
+        # raises no score by more than the ratio of the two.
+        stretch = max(1.0, mean_length / self.mean_length)
+        return min(1.0, float(self._term_bounds[token]) * stretch * BOUND_SLACK)
 
 
 class LexicalWriter:
@@ -173,16 +233,77 @@ class LexicalWriter:
         by_term = np.argsort(term_ids, kind="stable")
         term_starts = np.zeros(len(self._vocabulary) + 1, dtype=np.int64)
         np.cumsum(np.bincount(term_ids, minlength=len(self._vocabulary)), out=term_starts[1:])
+        rows = np.frombuffer(self._posting_rows, dtype=np.int32)
+        counts = np.frombuffer(self._posting_counts, dtype=np.float32)
+        lengths = np.frombuffer(self._lengths, dtype=np.float32)
         path.mkdir(parents=True, exist_ok=True)
         np.save(path / ARRAYS[0], term_starts)
-        np.save(path / ARRAYS[1], np.frombuffer(self._posting_rows, dtype=np.int32)[by_term])
-        np.save(path / ARRAYS[2], np.frombuffer(self._posting_counts, dtype=np.float32)[by_term])
-        np.save(path / ARRAYS[3], np.frombuffer(self._lengths, dtype=np.float32))
+        np.save(path / ARRAYS[1], rows[by_term])
+        np.save(path / ARRAYS[2], counts[by_term])
+        np.save(path / ARRAYS[3], lengths)
+        bounds = term_bounds(term_ids, rows, counts, lengths, len(self._vocabulary))
+        np.save(path / TERM_BOUNDS, bounds)
         (path / VOCABULARY).write_text(json.dumps(self._vocabulary), encoding="utf-8")
-        rows = len(self._lengths)
-        params = {"format": LEXICAL_FORMAT, "rows": rows, "terms": len(self._vocabulary)}
+        params = {"format": LEXICAL_FORMAT, "rows": len(lengths), "terms": len(self._vocabulary)}
         (path / PARAMS).write_text(json.dumps(params), encoding="utf-8")
-        return rows
+        return len(lengths)
+
+
+@dataclass(frozen=True, slots=True)
+class Bm25Norm:
+    """BM25's length normalisation for one mean row length: a term's share of its weight
+    in a row is count / (count + k1 * (1 - b + b * length / mean length))."""
+
+    base: np.float32
+    per_length: np.float32
+
+    @classmethod
+    def of(cls, mean_length: float) -> Bm25Norm:
+        return cls(np.float32(BM25_K1 * (1 - BM25_B)), np.float32(BM25_K1 * BM25_B / mean_length))
+
+    def scores(self, counts: np.ndarray, lengths: np.ndarray, idf: np.float32) -> np.ndarray:
+        """Each posting's score (float32; always computed in this order, so that a row's score
+        is the same whichever way it is reached)."""
+        norm = lengths * self.per_length
+        norm += self.base
+        norm += counts
+        score = counts * idf
+        score /= norm
+        return score
+
+    def shares(self, counts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Each posting's share of its term's weight."""
+        return self.scores(counts, lengths, np.float32(1.0))
+
+
+def term_bounds(
+    term_ids: np.ndarray, rows: np.ndarray, counts: np.ndarray, lengths: np.ndarray, terms: int
+) -> np.ndarray:
+    """Per term the highest share of its weight any of its postings has (postings in any
+    order), with the rows' own mean length."""
+    norm = Bm25Norm.of(float(lengths.sum(dtype=np.float64)) / len(lengths) or 1.0)
+    bounds = np.zeros(terms, dtype=np.float32)
+    block = 1 << 20  # postings at a time: no copy of every posting at once
+    for start in range(0, len(rows), block):
+        end = start + block
+        shares = norm.shares(counts[start:end], lengths[rows[start:end]])
+        np.maximum.at(bounds, term_ids[start:end], shares)
+    return bounds
+
+
+@dataclass(frozen=True, slots=True)
+class _TermPart:
+    base: int  # the segment's first row in the index
+    segment: LexicalSegment
+    rows: np.ndarray  # segment rows holding the term, ascending
+    counts: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class _Term:
+    idf: np.float32
+    bound: float  # at most what the term adds to any row's score
+    parts: tuple[_TermPart, ...]
 
 
 class LexicalIndex:
@@ -200,7 +321,9 @@ class LexicalIndex:
         self._mean_length = (
             sum(s.total_length for s in self._segments) / rows if rows else 1.0
         ) or 1.0
+        self._norm = Bm25Norm.of(self._mean_length)
         self._deleted = deleted if deleted is not None and deleted.count else None
+        self._buffers = ScoreBuffers(rows)
 
     @classmethod
     def open(cls, path: Path, count: int) -> LexicalIndex:
@@ -210,38 +333,101 @@ class LexicalIndex:
     def __len__(self) -> int:
         return int(self._bases[-1])
 
-    def match(self, terms: list[str]) -> LexicalMatches:
-        """Every row holding one of `terms`, with its BM25 score (from the terms' postings)."""
-        rows_parts: list[np.ndarray] = []
-        score_parts: list[np.ndarray] = []
+    def match(self, terms: list[str]) -> LexicalQuery:
+        """The BM25 scores of `terms`' rows, computed as far as they are asked for."""
         total_rows = len(self)
-        # float32 throughout: half the memory traffic over millions of postings.
-        norm_base = np.float32(BM25_K1 * (1 - BM25_B))
-        norm_per_length = np.float32(BM25_K1 * BM25_B / self._mean_length)
+        found: list[_Term] = []
         for term in dict.fromkeys(terms):
-            found = [(base, segment, *segment.postings(term)) for base, segment in self._located()]
-            frequency = sum(len(rows) for _, _, rows, _ in found)
+            parts = []
+            bound = 0.0
+            for base, segment in zip(self._bases, self._segments, strict=False):
+                rows, counts = segment.postings(term)
+                if len(rows):
+                    parts.append(_TermPart(int(base), segment, rows, counts))
+                    bound = max(bound, segment.term_bound(term, self._mean_length))
+            frequency = sum(len(part.rows) for part in parts)
             if frequency == 0:
                 continue
             idf = np.float32(np.log1p((total_rows - frequency + 0.5) / (frequency + 0.5)))
-            for base, segment, rows, counts in found:
-                if len(rows) == 0:
-                    continue
-                norm = segment.row_lengths[rows] * norm_per_length
-                norm += norm_base
-                norm += counts
-                score = counts * idf
-                score /= norm
-                rows_parts.append(rows + np.int64(base) if base else rows)
-                score_parts.append(score)
+            found.append(_Term(idf, float(idf) * bound, tuple(parts)))
+        return LexicalQuery(found, self._norm, self._buffers, self._deleted)
+
+    def top(self, terms: list[str], n: int) -> RowScores:
+        """The `n` rows with the highest BM25 score for `terms`, best first (scores > 0)."""
+        return self.match(terms).top(n)
+
+    def score(self, terms: list[str], rows: np.ndarray) -> np.ndarray:
+        """The BM25 score of `terms` for each of `rows`, in their order."""
+        return self.match(terms).score(rows)
+
+
+class LexicalQuery:
+    """One question's BM25 over an index: its best rows, any rows' scores, or every match.
+
+    The best rows are found as MaxScore does: the terms that can add most to a score are
+    read through first (rare terms: short postings). Some rows likely among the best are
+    scored in full on the way, so a score the n-th best row surely reaches is known; once
+    the terms left could not lift a row holding none of the read ones to it, those terms
+    are only looked up for the rows that still can. The result is that of scoring every
+    matching row, bit for bit.
+    """
+
+    def __init__(
+        self,
+        terms: list[_Term],
+        norm: Bm25Norm,
+        buffers: ScoreBuffers,
+        deleted: RowRanges | None,
+    ) -> None:
+        self._terms = sorted(terms, key=lambda term: -term.bound)
+        self._norm = norm
+        self._buffers = buffers
+        self._total_rows = buffers.rows
+        self._deleted = deleted
+        self._best = RowScores.empty()  # the largest top(n) asked for so far
+        self._best_n = 0
+        self.postings_read = 0  # postings read through (not looked up) to find the best
+
+    def top(self, n: int) -> RowScores:
+        """The `n` best rows, best first."""
+        if n <= 0 or not self._terms:
+            return RowScores.empty()
+        if self._best_n >= n or len(self._best) < self._best_n:  # or it holds every match
+            return RowScores(self._best.rows[:n], self._best.scores[:n])
+        best = self._top(n)
+        self._best, self._best_n = best, n
+        return best
+
+    def best(self) -> float:
+        """The highest score, or 0.0 when no row matches."""
+        return self.top(1).best()
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        """The score of each of `rows` (0 where the terms do not occur), in their order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        summed = np.zeros(len(rows), dtype=np.float64)
+        for term in self._terms:
+            summed += self._looked_up(term, rows)
+        out = summed.astype(np.float32)
+        if self._deleted is not None:
+            out[self._deleted.contains(rows)] = 0
+        return out
+
+    def every(self) -> LexicalMatches:
+        """Every row holding one of the terms, with its score (for filters over all rows)."""
+        rows_parts = [
+            part.rows + np.int64(part.base) if part.base else part.rows
+            for term in self._terms
+            for part in term.parts
+        ]
+        score_parts = [self._scored(term, part) for term in self._terms for part in term.parts]
         if not rows_parts:
             return LexicalMatches.empty()
         rows, scores = np.concatenate(rows_parts), np.concatenate(score_parts)
-        if len(rows) * DENSE_SUM_FACTOR >= total_rows:
-            # Many postings: summing into one slot per row beats sorting them (15 ms of a
-            # 22 ms question at 100,000 passages); BM25 scores are positive, so the rows
-            # with a sum are the rows that match.
-            summed = np.bincount(rows, weights=scores, minlength=total_rows)
+        if len(rows) * DENSE_SUM_FACTOR >= self._total_rows:
+            # Many postings: summing into one slot per row beats sorting them; BM25 scores
+            # are positive, so the rows with a sum are the rows that match.
+            summed = np.bincount(rows, weights=scores, minlength=self._total_rows)
             unique = np.flatnonzero(summed > 0)  # 5x faster than on the floats themselves
             summed = summed[unique]
         else:
@@ -254,18 +440,146 @@ class LexicalIndex:
             matches = matches.only(~self._deleted.contains(matches.rows))
         return matches
 
-    def top(self, terms: list[str], n: int) -> RowScores:
-        """The `n` rows with the highest BM25 score for `terms`, best first (scores > 0)."""
-        return self.match(terms).top(n)
+    def _top(self, n: int) -> RowScores:
+        terms = self._terms
+        # left[i]: the most the terms from i on can add to any row.
+        left = np.cumsum([term.bound for term in terms][::-1])[::-1].tolist() + [0.0]
+        known = _KnownBest(n)
+        with self._buffers.lent() as summed:  # exact sums of float32 scores, in any order
+            seen: list[np.ndarray] = []  # every row with a score, once
+            try:
+                read = 0
+                while read < len(terms) and not (read and left[read] < known.sure):
+                    rows, scores = self._postings(terms[read])
+                    self.postings_read += len(rows)
+                    seen.append(rows[summed[rows] == 0])  # BM25 scores are positive
+                    summed[rows] += scores
+                    read += 1
+                    self._learn(known, rows, summed[rows], terms[read:])
+                rows = np.concatenate(seen)
+                for term_at in range(read, len(terms)):
+                    rows = rows[summed[rows] + left[term_at] >= known.sure]
+                    self._add_to_seen(summed, terms[term_at], rows)
+                    self._learn(known, rows, summed[rows], terms[term_at + 1 :])
+                scores = summed[rows].astype(np.float32)
+            finally:
+                for part in seen:
+                    summed[part] = 0
+        if self._deleted is not None:
+            live = ~self._deleted.contains(rows)
+            rows, scores = rows[live], scores[live]
+        return best_of(rows, scores, n)
 
-    def score(self, terms: list[str], rows: np.ndarray) -> np.ndarray:
-        """The BM25 score of `terms` for each of `rows`, in their order."""
-        return self.match(terms).score(rows)
+    def _add_to_seen(self, summed: np.ndarray, term: _Term, rows: np.ndarray) -> None:
+        """Add `term`'s scores to `summed` for `rows` (rows seen before; others seen may
+        get theirs too): looked up when there are few rows, else read off its postings."""
+        postings = sum(len(part.rows) for part in term.parts)
+        if len(rows) * LOOKUP_FACTOR < postings:
+            summed[rows] += self._looked_up(term, rows)
+            return
+        self.postings_read += postings
+        for part in term.parts:
+            holding = part.rows.astype(np.int64) + part.base
+            seen = np.flatnonzero(summed[holding] > 0)
+            lengths = part.segment.row_lengths[part.rows[seen]]
+            summed[holding[seen]] += self._norm.scores(part.counts[seen], lengths, term.idf)
 
-    def _located(self) -> list[tuple[int, LexicalSegment]]:
-        return [
-            (int(base), segment) for base, segment in zip(self._bases, self._segments, strict=False)
-        ]
+    def _learn(
+        self, known: _KnownBest, rows: np.ndarray, partial: np.ndarray, unread: list[_Term]
+    ) -> None:
+        """Score in full the rows most likely among the best (by their `partial` scores, a
+        few times `known.n` of them at most) and keep the best in `known`."""
+        if not unread:
+            return  # the last term: the rows are scored in full by now
+        pick = np.flatnonzero(partial >= known.sure)
+        if self._deleted is not None:
+            pick = pick[~self._deleted.contains(rows[pick])]
+        most = LEARN_FACTOR * known.n
+        if len(pick) > most:
+            pick = pick[np.argpartition(-partial[pick], most - 1)[:most]]
+        full = partial[pick]
+        for term in unread:
+            full = full + self._looked_up(term, rows[pick])
+        known.add(rows[pick], full)
+
+    def _scored(self, term: _Term, part: _TermPart) -> np.ndarray:
+        return self._norm.scores(part.counts, part.segment.row_lengths[part.rows], term.idf)
+
+    def _postings(self, term: _Term) -> tuple[np.ndarray, np.ndarray]:
+        """Every row holding `term` (ascending) and its score."""
+        rows = [part.rows.astype(np.int64) + part.base for part in term.parts]
+        scores = [self._scored(term, part) for part in term.parts]
+        if len(rows) == 1:
+            return rows[0], scores[0]
+        return np.concatenate(rows), np.concatenate(scores)
+
+    def _looked_up(self, term: _Term, rows: np.ndarray) -> np.ndarray:
+        """What `term` adds to the score of each of `rows` (any order)."""
+        out = np.zeros(len(rows), dtype=np.float32)
+        for part in term.parts:
+            local = rows - part.base
+            mine = np.flatnonzero((local >= 0) & (local < len(part.segment)))
+            if len(mine) == 0:
+                continue
+            local = local[mine].astype(part.rows.dtype)  # another type would copy the postings
+            at = np.searchsorted(part.rows, local)
+            at[at == len(part.rows)] = 0
+            holds = part.rows[at] == local
+            at, local = at[holds], local[holds]
+            counts = part.counts[at]
+            scores = self._norm.scores(counts, part.segment.row_lengths[local], term.idf)
+            out[mine[holds]] = scores
+        return out
+
+
+class _KnownBest:
+    """Rows whose full score is known, the `n` best of them kept: the n-th best row of the
+    index scores at least `sure`."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.rows = np.zeros(0, dtype=np.int64)
+        self.scores = np.zeros(0, dtype=np.float64)
+        self.sure = 0.0
+
+    def add(self, rows: np.ndarray, scores: np.ndarray) -> None:
+        rows = np.concatenate([self.rows, rows])
+        scores = np.concatenate([self.scores, scores])
+        rows, first = np.unique(rows, return_index=True)  # a row counts once
+        scores = scores[first]
+        if len(rows) > self.n:
+            keep = np.argpartition(-scores, self.n - 1)[: self.n]
+            rows, scores = rows[keep], scores[keep]
+        self.rows, self.scores = rows, scores
+        if len(rows) == self.n:
+            self.sure = max(self.sure, float(scores.min()))
+
+
+class ScoreBuffers:
+    """Per-row score sums lent to one question at a time, all zero when lent: summing a
+    term's postings into them costs one step per posting, where merging sorted rows costs
+    one per row seen so far."""
+
+    def __init__(self, rows: int, most: int = SCORE_BUFFERS) -> None:
+        self.rows = rows
+        self._most = most
+        self._made = 0
+        self._free: queue.LifoQueue[np.ndarray] = queue.LifoQueue()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def lent(self) -> Iterator[np.ndarray]:
+        """A buffer of zeros over every row; the borrower zeroes what it wrote before
+        handing it back."""
+        with self._lock:
+            make = self._free.empty() and self._made < self._most
+            if make:
+                self._made += 1
+        buffer = np.zeros(self.rows, dtype=np.float64) if make else self._free.get()
+        try:
+            yield buffer
+        finally:
+            self._free.put(buffer)
 
 
 def check_lexical(path: Path, count: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import bm25s
@@ -15,8 +16,15 @@ from indexer import vectors as vectors_module
 from indexer.build import build_index
 from indexer.embedding import Embedder
 from indexer.errors import IndexCorrupt, ModelMismatch
-from indexer.lexical import BM25_B, BM25_K1, LexicalIndex, LexicalSegment
-from indexer.ranking import RowRanges
+from indexer.lexical import (
+    BM25_B,
+    BM25_K1,
+    TERM_BOUNDS,
+    Bm25Norm,
+    LexicalIndex,
+    LexicalSegment,
+)
+from indexer.ranking import RowRanges, RowScores
 from indexer.retrieval import Searcher
 from indexer.settings import Settings
 from indexer.store import (
@@ -216,10 +224,110 @@ def test_bm25_over_segments_equals_bm25_over_all_their_rows(
         )
     # Deleted rows never match, and leave the other rows' scores alone.
     deleted = RowRanges(np.array([[1, 2]], dtype=np.int64))
-    without = LexicalIndex(parts, deleted).match(["summit", "kim"])
+    without = LexicalIndex(parts, deleted).match(["summit", "kim"]).every()
     assert 1 not in without.rows
     expected = whole.score(["summit", "kim"], without.rows)
     np.testing.assert_allclose(without.scores, expected, rtol=1e-6)
+
+
+def _zipf_rows(seed: int, rows: int, vocabulary: int = 300) -> list[list[str]]:
+    """Rows of 0-30 terms drawn with a Zipf-like skew: a few terms in most rows, many rare."""
+    rng = np.random.default_rng(seed)
+    weights = 1 / np.arange(1, vocabulary + 1)
+    weights /= weights.sum()
+    return [
+        [f"t{i}" for i in rng.choice(vocabulary, size=rng.integers(0, 31), p=weights)]
+        for _ in range(rows)
+    ]
+
+
+def _split_index(
+    tmp_path: Path,
+    rows: list[list[str]],
+    cuts: list[int],
+    deleted: RowRanges | None = None,
+    term_bounds: bool = True,
+) -> LexicalIndex:
+    """`rows` written as segments cut at `cuts` (without their term bounds: as segments
+    written before there were any)."""
+    bounds = [0, *cuts, len(rows)]
+    parts = []
+    for i, (start, end) in enumerate(zip(bounds, bounds[1:], strict=False)):
+        LexicalSegment.write(tmp_path / f"seg{i}", rows[start:end])
+        if not term_bounds:
+            (tmp_path / f"seg{i}" / TERM_BOUNDS).unlink()
+        parts.append(LexicalSegment.open(tmp_path / f"seg{i}", end - start))
+    return LexicalIndex(parts, deleted)
+
+
+def _assert_same_best(found: RowScores, every: RowScores) -> None:
+    """The same scores, bit for bit, and the same rows but for ties at the last score."""
+    np.testing.assert_array_equal(found.scores, every.scores)
+    if len(every):
+        last = every.scores[-1]
+        assert set(found.rows[found.scores > last]) == set(every.rows[every.scores > last])
+
+
+@pytest.mark.parametrize("bounds_file", [True, False])
+def test_best_rows_found_without_scoring_every_row_equal_those_of_scoring_every_row(
+    tmp_path: Path, bounds_file: bool
+) -> None:
+    """Segments of different mean row lengths, deleted rows, rare and common terms: the
+    pruned search gives exactly the best of all scores, with the segments' term bounds and
+    without them (segments written before them)."""
+    rows = _zipf_rows(0, 1500)
+    # Later rows are shorter: the segments' mean lengths differ from the collection's.
+    rows[1000:] = [row[: len(row) // 3] for row in rows[1000:]]
+    deleted = RowRanges(np.array([[40, 90], [1200, 1210]], dtype=np.int64))
+    index = _split_index(tmp_path, rows, [700, 1000, 1400], deleted, bounds_file)
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        terms = [f"t{i}" for i in rng.choice(300, size=rng.integers(1, 9))]
+        every = index.match(terms).every()
+        for n in (1, 7, 60):
+            _assert_same_best(index.match(terms).top(n), every.top(n))
+        sample = rng.integers(0, len(rows), 50)
+        np.testing.assert_array_equal(index.match(terms).score(sample), every.score(sample))
+
+
+def test_rows_that_cannot_reach_the_best_are_not_read_through(tmp_path: Path) -> None:
+    """A rare term with high scores and a term in every row: the best row is found from the
+    rare term's postings, the common term only looked up for its rows."""
+    rows = [["common", "filler"] for _ in range(2000)]
+    for row in (5, 900, 1500):
+        rows[row] = ["rare", "common"]
+    index = _split_index(tmp_path, rows, [1000])
+    query = index.match(["rare", "common"])
+    best = query.top(3)
+    assert sorted(best.rows.tolist()) == [5, 900, 1500]
+    assert query.postings_read == 3  # the rare term's; "common" has 2,000
+    _assert_same_best(best, query.every().top(3))
+
+
+def test_questions_asked_at_once_share_score_buffers_and_get_their_own_answers(
+    tmp_path: Path,
+) -> None:
+    rows = _zipf_rows(2, 800)
+    index = _split_index(tmp_path, rows, [400])
+    questions = [[f"t{i}", f"t{i * 7 % 300}", "t1"] for i in range(60)]
+    expected = [index.match(terms).every().top(20) for terms in questions]
+    with ThreadPoolExecutor(8) as pool:  # more questions at once than buffers
+        found = list(pool.map(lambda terms: index.match(terms).top(20), questions))
+    for got, want in zip(found, expected, strict=True):
+        _assert_same_best(got, want)
+
+
+def test_segment_term_bounds_hold_every_posting_share(tmp_path: Path) -> None:
+    rows = _zipf_rows(3, 300)
+    LexicalSegment.write(tmp_path / "lex", rows)
+    segment = LexicalSegment.open(tmp_path / "lex", len(rows))
+    lengths = np.array([len(row) for row in rows], dtype=np.float32)
+    for mean_length in (segment.mean_length, segment.mean_length / 2, segment.mean_length * 3):
+        norm = Bm25Norm.of(mean_length)
+        for term in ("t0", "t5", "t120"):
+            holding, counts = segment.postings(term)
+            shares = norm.shares(counts, lengths[holding])
+            assert shares.max() <= segment.term_bound(term, mean_length) <= 1.0
 
 
 def test_an_absent_lexical_folder_is_an_empty_index_when_nothing_is_indexed(

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from indexer.lexical import LexicalIndex, LexicalMatches
+from indexer.lexical import LexicalIndex, LexicalScores
 from indexer.ranking import RowScores, top_k
 from indexer.search.types import Candidates, Query
 from indexer.vectors import VectorIndex
@@ -46,22 +46,25 @@ class CandidateStage:
     def run(self, query: Query, per_signal: int | None = None) -> Candidates:
         """The candidate passages of `query`, with their passage-level signals."""
         n = per_signal or self.per_signal
-        passage_matches = self.lexical.match(query.terms)
-        sentence_matches = self.sentence_lexical.match(query.terms)
+        passage_matches: LexicalScores = self.lexical.match(query.terms)
+        sentence_matches: LexicalScores = self.sentence_lexical.match(query.terms)
         if query.allowed is not None:
-            passage_matches = passage_matches.only(query.allowed.contains(passage_matches.rows))
-            holding_rows = self._passages_of(sentence_matches.rows)
-            sentence_matches = sentence_matches.only(query.allowed.contains(holding_rows))
+            # Only the allowed rows count, the best score (the normaliser) too.
+            passages = self.lexical.match(query.terms).every()
+            passage_matches = passages.only(query.allowed.contains(passages.rows))
+            sentences = self.sentence_lexical.match(query.terms).every()
+            holding_rows = self._passages_of(sentences.rows)
+            sentence_matches = sentences.only(query.allowed.contains(holding_rows))
         dense = self.passage_vectors.search(query.vector, n, within=query.allowed)
         lexical = passage_matches.top(n)
-        sentences = sentence_matches.top(n)
+        best_sentences = sentence_matches.top(n)
         pool_rows = np.union1d(dense.rows, lexical.rows)
         pool = self.with_rows(query, pool_rows, passage_matches, sentence_matches, dense)
         keep = np.sort(top_k(self.partial(query, pool), n))
         kept = _subset(pool, keep)
-        if query.mode == "dense" or len(sentences) == 0:
+        if query.mode == "dense" or len(best_sentences) == 0:
             return kept
-        extra = np.setdiff1d(self._passages_of(sentences.rows), kept.rows)
+        extra = np.setdiff1d(self._passages_of(best_sentences.rows), kept.rows)
         if len(extra) == 0:
             return kept
         return _union(kept, self.with_rows(query, extra, passage_matches, sentence_matches))
@@ -75,8 +78,8 @@ class CandidateStage:
         self,
         query: Query,
         rows: np.ndarray,
-        lexical_matches: LexicalMatches,
-        sentence_matches: LexicalMatches,
+        lexical_matches: LexicalScores,
+        sentence_matches: LexicalScores,
         dense_known: RowScores | None = None,
     ) -> Candidates:
         """Candidates made of exactly these passage rows (any order; duplicates dropped).

@@ -7,7 +7,7 @@ from typing import Literal
 
 import numpy as np
 
-from indexer.lexical import LexicalMatches
+from indexer.lexical import LexicalScores
 from indexer.ranking import RowRanges
 
 Mode = Literal["hybrid", "bm25", "dense"]
@@ -60,8 +60,8 @@ class Candidates:
     rows: np.ndarray  # int64, ascending
     dense: np.ndarray  # float32 cosine of each row's passage vector
     lexical: np.ndarray  # float32 normalised BM25 of each row's passage text
-    lexical_matches: LexicalMatches  # the query's BM25 over all passages
-    sentence_matches: LexicalMatches  # the query's BM25 over all sentences
+    lexical_matches: LexicalScores  # the query's BM25 over all passages
+    sentence_matches: LexicalScores  # the query's BM25 over all sentences
 
     @property
     def lexical_best(self) -> float:
