@@ -37,6 +37,8 @@ SCOPE_OVERSAMPLE = 4
 # per question (2,000 sentences), 10% of a SciFact question: float32 until the conversion is
 # done by SIMD code (FAISS' fp16 scalar quantiser, say).
 SENTENCE_DTYPE: type[np.floating] = np.float32
+# Vector files larger than this are read row by row rather than memory-mapped (FileRows).
+MAP_LIMIT_BYTES = 1 << 30
 
 
 class VectorIndex(Protocol):
@@ -154,8 +156,62 @@ def ann_config_for(rows: int) -> AnnConfig:
     return AnnConfig("HNSW32,SQ8", ef_search=512 if rows < 1_000_000 else 1024)
 
 
+class FileRows:
+    """The rows of a `.npy` matrix, read from the file with positioned reads, not mapped.
+
+    A mapped file's pages stay in the reader's resident memory once touched, with their
+    neighbours (the kernel maps the cached pages around each fault): a server mapping a
+    7 GB sentence-vector file shows most of it as its own RSS after a thousand questions.
+    Read instead, rows cost a system call per run of consecutive rows (a few µs); the
+    page cache keeps them just the same.
+    """
+
+    def __init__(self, path: Path, header: np.ndarray) -> None:
+        self.shape: tuple[int, int] = (int(header.shape[0]), int(header.shape[1]))
+        self.dtype = header.dtype
+        self._offset = int(getattr(header, "offset", 0))
+        self._row_bytes = self.shape[1] * self.dtype.itemsize
+        self._file = open(path, "rb")  # noqa: SIM115 - closed with this object
+        self._path = path
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        """Rows by position (an array of row numbers, any order) or a slice of them."""
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step != 1:
+                raise ValueError("rows are read by steps of one")
+            return self.take(np.arange(start, max(start, stop), dtype=np.int64))
+        return self.take(np.asarray(key, dtype=np.int64))
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The given rows, in their order."""
+        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        if len(rows) == 0:
+            return out
+        order = np.argsort(rows, kind="stable")
+        ascending = rows[order]
+        if ascending[0] < 0 or ascending[-1] >= len(self):
+            raise IndexError(f"rows out of range 0..{len(self) - 1} in {self._path}")
+        breaks = np.flatnonzero(np.diff(ascending) != 1) + 1
+        starts = np.concatenate(([0], breaks)).tolist()
+        ends = np.concatenate((breaks, [len(rows)])).tolist()
+        read = np.empty_like(out)
+        into = read.data.cast("B")
+        size, fd = self._row_bytes, self._file.fileno()
+        for start, end in zip(starts, ends, strict=True):
+            at = self._offset + int(ascending[start]) * size
+            if os.preadv(fd, [into[start * size : end * size]], at) != (end - start) * size:
+                raise IndexCorrupt(f"vectors {self._path} are cut short; {REBUILD_HINT}")
+        out[order] = read
+        return out
+
+
 class FaissVectorIndex:
-    """Vectors in a memory-mapped `.npy` file (exact search), with an optional FAISS ANN.
+    """Vectors in a `.npy` file (memory-mapped, or read by row when large; exact search),
+    with an optional FAISS ANN structure.
 
     Rows added after opening are kept in memory until the index is saved; removed rows are
     a deletion mask.
@@ -163,13 +219,13 @@ class FaissVectorIndex:
 
     def __init__(
         self,
-        stored: np.ndarray,
+        stored: np.ndarray | FileRows,
         ann: faiss.Index | None = None,
         ann_config: AnnConfig | None = None,
     ) -> None:
         self._stored = stored
         # The same memory without np.memmap's per-access bookkeeping (still read-only).
-        self._rows = stored.view(np.ndarray)
+        self._rows = stored.view(np.ndarray) if isinstance(stored, np.ndarray) else stored
         self._added = np.zeros((0, stored.shape[1]), dtype=np.float32)
         self._deleted: np.ndarray | None = None
         self._ann = ann
@@ -187,16 +243,18 @@ class FaissVectorIndex:
 
     @classmethod
     def open(cls, path: Path, ann_config: AnnConfig | None = None) -> FaissVectorIndex:
-        """The vectors stored in the `.npy` file at `path`, memory-mapped read-only.
+        """The vectors stored in the `.npy` file at `path`, memory-mapped read-only (read
+        row by row from the file when it is larger than MAP_LIMIT_BYTES).
 
         With `ann_config`, the ANN structure stored beside them is read and used to search.
         """
         try:
-            stored = np.load(path, mmap_mode="r")
+            mapped = np.load(path, mmap_mode="r")
         except (OSError, ValueError) as error:
             raise IndexCorrupt(f"cannot read vectors {path}: {error}; {REBUILD_HINT}") from error
-        if stored.ndim != 2:
+        if mapped.ndim != 2:
             raise IndexCorrupt(f"vectors {path} are not a matrix; {REBUILD_HINT}")
+        stored = FileRows(path, mapped) if mapped.nbytes > MAP_LIMIT_BYTES else mapped
         ann = None
         if ann_config is not None:
             ann_path = ann_path_of(path)

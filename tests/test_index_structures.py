@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from indexer.store import (
 from indexer.vectors import (
     AnnConfig,
     FaissVectorIndex,
+    FileRows,
     VectorFileWriter,
     ann_path_of,
     check_vector_file,
@@ -169,6 +171,50 @@ def test_ann_candidates_are_rescored_exactly(tmp_path: Path) -> None:
         assert found.rows[0] == row and len(set(found.rows)) == 10
         np.testing.assert_allclose(found.scores, data[found.rows] @ data[row], rtol=1e-5)
         assert list(found.scores) == sorted(found.scores, reverse=True)
+
+
+def test_file_rows_are_the_rows_a_memory_map_holds(tmp_path: Path) -> None:
+    vectors = _unit_vectors(300)
+    np.save(tmp_path / "v.npy", vectors)
+    rows = FileRows(tmp_path / "v.npy", np.load(tmp_path / "v.npy", mmap_mode="r"))
+    assert rows.shape == vectors.shape and len(rows) == 300
+    wanted = np.array([299, 0, 5, 6, 7, 5, 120, 121, 3], dtype=np.int64)  # any order, repeats
+    np.testing.assert_array_equal(rows[wanted], vectors[wanted])
+    np.testing.assert_array_equal(rows[10:40], vectors[10:40])
+    np.testing.assert_array_equal(rows[290:1000], vectors[290:])
+    assert rows[np.zeros(0, dtype=np.int64)].shape == (0, 16)
+    with pytest.raises(IndexError):
+        rows[np.array([300])]
+    with open(tmp_path / "v.npy", "r+b") as cut:
+        cut.truncate((tmp_path / "v.npy").stat().st_size - 100)
+    with pytest.raises(IndexCorrupt, match="cut short"):
+        rows[np.array([299])]
+
+
+def test_vector_files_over_the_map_limit_are_read_by_row_with_the_same_answers(
+    seed_index: Path, tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large vector files are read, not mapped (pages mapped stay in a server's RSS): the
+    seeds' answers are the same either way."""
+    copy = tmp_path / "index"  # another folder: segments not opened before in this process
+    shutil.copytree(seed_index, copy)
+    mapped = Searcher(seed_index, embedder)
+    monkeypatch.setattr(vectors_module, "MAP_LIMIT_BYTES", 0)
+    read = Searcher(copy, embedder)
+    try:
+        (segment,) = read.segments
+        assert isinstance(segment.sentence_vectors._stored, FileRows)
+        assert isinstance(segment.passage_vectors._stored, FileRows)
+        assert not isinstance(mapped.segments[0].sentence_vectors._stored, FileRows)
+        for question in QUESTIONS:
+            got, want = read.ask(question, k=5), mapped.ask(question, k=5)
+            assert [(h.passage, h.score) for h in got.hits] == [
+                (h.passage, h.score) for h in want.hits
+            ]
+            assert (got.answer and got.answer.text) == (want.answer and want.answer.text)
+    finally:
+        read.close()
+        mapped.close()
 
 
 # -- lexical ------------------------------------------------------------------------------------
