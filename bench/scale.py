@@ -237,7 +237,9 @@ def ann_recall(
     return found / (depth * len(questions))
 
 
-def over_http(settings: Settings, docs: Path, questions: list[str]) -> dict[str, Any]:
+def over_http(settings: Settings, docs: Path | None, questions: list[str]) -> dict[str, Any]:
+    """HTTP latency with 1 and 4 clients, the server's memory after SERVED_QUESTIONS, and
+    (given the indexed folder) how soon a file added to it is answered from."""
     server, base = start_server(settings)
     try:
         results: dict[str, Any] = {}
@@ -255,7 +257,8 @@ def over_http(settings: Settings, docs: Path, questions: list[str]) -> dict[str,
             asked += len(_ask_all(base, questions[: SERVED_QUESTIONS - asked], 4))
         results["serve_rss_mb"], results["serve_peak_rss_mb"] = memory_mib(server.pid)
         results["serve_anon_rss_mb"] = anonymous_mib(server.pid)
-        results.update(add_one_file(settings, docs, base))
+        if docs is not None:
+            results.update(add_one_file(settings, docs, base))
         return results
     finally:
         stop_server(server)
@@ -343,12 +346,16 @@ def main() -> None:
     parser.add_argument(
         "--existing",
         type=Path,
-        help="only ask the questions, in process, over this index (kept by --keep) three "
-        "times: the later passes show it with a warm page cache",
+        help="only ask the questions over this index (kept by --keep): in process three "
+        "times (the later passes show it with a warm page cache), then over HTTP, with the "
+        "server's memory after 1,000 questions",
     )
     args = parser.parse_args()
     if args.existing is not None:
         ask_again(args.existing, args.scifact, args.questions)
+        existing = Settings(index=args.existing)
+        questions = [q.text for q in load_eval_set(args.scifact, "beir", "train").questions]
+        print(json.dumps(over_http(existing, None, questions[: args.questions])), flush=True)
         return
 
     settings = Settings()
