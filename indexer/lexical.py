@@ -50,6 +50,10 @@ LEXICAL_FILES = (PARAMS, VOCABULARY, *ARRAYS)
 TERM_BOUNDS = "term_bounds.npy"
 # Float32 rounding may put a score a hair above its bound's arithmetic.
 BOUND_SLACK = 1.0001
+# Below this many postings over a question's terms, scoring every one is cheaper than
+# pruning (measured on SciFact's 10,645 passages and on 1.1 million: bench notes in
+# BENCHMARKS.md).
+PRUNE_FROM_POSTINGS = 32768
 # Questions whose best rows are sought at once per index (each holds one float64 per row);
 # more wait, as they would for the cores anyway.
 SCORE_BUFFERS = min(4, max(2, os.cpu_count() or 2))
@@ -369,7 +373,8 @@ class LexicalQuery:
     scored in full on the way, so a score the n-th best row surely reaches is known; once
     the terms left could not lift a row holding none of the read ones to it, those terms
     are only looked up for the rows that still can. The result is that of scoring every
-    matching row, bit for bit.
+    matching row, bit for bit. A question whose terms have few postings has them all
+    scored at once instead (cheaper than pruning below PRUNE_FROM_POSTINGS).
     """
 
     def __init__(
@@ -387,9 +392,13 @@ class LexicalQuery:
         self._best = RowScores.empty()  # the largest top(n) asked for so far
         self._best_n = 0
         self.postings_read = 0  # postings read through (not looked up) to find the best
+        postings = sum(len(part.rows) for term in terms for part in term.parts)
+        self._every = self.every() if postings < PRUNE_FROM_POSTINGS else None
 
     def top(self, n: int) -> RowScores:
         """The `n` best rows, best first."""
+        if self._every is not None:
+            return self._every.top(n)
         if n <= 0 or not self._terms:
             return RowScores.empty()
         if self._best_n >= n or len(self._best) < self._best_n:  # or it holds every match
@@ -404,6 +413,8 @@ class LexicalQuery:
 
     def score(self, rows: np.ndarray) -> np.ndarray:
         """The score of each of `rows` (0 where the terms do not occur), in their order."""
+        if self._every is not None:
+            return self._every.score(rows)
         rows = np.asarray(rows, dtype=np.int64)
         summed = np.zeros(len(rows), dtype=np.float64)
         for term in self._terms:

@@ -13,6 +13,7 @@ import faiss
 import numpy as np
 import pytest
 
+from indexer import lexical as lexical_module
 from indexer import vectors as vectors_module
 from indexer.build import build_index
 from indexer.embedding import Embedder
@@ -276,6 +277,13 @@ def test_bm25_over_segments_equals_bm25_over_all_their_rows(
     np.testing.assert_allclose(without.scores, expected, rtol=1e-6)
 
 
+@pytest.fixture
+def pruning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Best rows sought by pruning however few postings a question's terms have (small
+    test collections would otherwise have every posting scored)."""
+    monkeypatch.setattr(lexical_module, "PRUNE_FROM_POSTINGS", 0)
+
+
 def _zipf_rows(seed: int, rows: int, vocabulary: int = 300) -> list[list[str]]:
     """Rows of 0-30 terms drawn with a Zipf-like skew: a few terms in most rows, many rare."""
     rng = np.random.default_rng(seed)
@@ -316,7 +324,7 @@ def _assert_same_best(found: RowScores, every: RowScores) -> None:
 
 @pytest.mark.parametrize("bounds_file", [True, False])
 def test_best_rows_found_without_scoring_every_row_equal_those_of_scoring_every_row(
-    tmp_path: Path, bounds_file: bool
+    tmp_path: Path, bounds_file: bool, pruning: None
 ) -> None:
     """Segments of different mean row lengths, deleted rows, rare and common terms: the
     pruned search gives exactly the best of all scores, with the segments' term bounds and
@@ -336,7 +344,9 @@ def test_best_rows_found_without_scoring_every_row_equal_those_of_scoring_every_
         np.testing.assert_array_equal(index.match(terms).score(sample), every.score(sample))
 
 
-def test_rows_that_cannot_reach_the_best_are_not_read_through(tmp_path: Path) -> None:
+def test_rows_that_cannot_reach_the_best_are_not_read_through(
+    tmp_path: Path, pruning: None
+) -> None:
     """A rare term with high scores and a term in every row: the best row is found from the
     rare term's postings, the common term only looked up for its rows."""
     rows = [["common", "filler"] for _ in range(2000)]
@@ -351,7 +361,7 @@ def test_rows_that_cannot_reach_the_best_are_not_read_through(tmp_path: Path) ->
 
 
 def test_questions_asked_at_once_share_score_buffers_and_get_their_own_answers(
-    tmp_path: Path,
+    tmp_path: Path, pruning: None
 ) -> None:
     rows = _zipf_rows(2, 800)
     index = _split_index(tmp_path, rows, [400])
