@@ -392,8 +392,8 @@ class LexicalQuery:
         self._best = RowScores.empty()  # the largest top(n) asked for so far
         self._best_n = 0
         self.postings_read = 0  # postings read through (not looked up) to find the best
-        postings = sum(len(part.rows) for term in terms for part in term.parts)
-        self._every = self.every() if postings < PRUNE_FROM_POSTINGS else None
+        self.postings = sum(len(part.rows) for term in terms for part in term.parts)
+        self._every = self.every() if self.postings < PRUNE_FROM_POSTINGS else None
 
     def top(self, n: int) -> RowScores:
         """The `n` best rows, best first."""
