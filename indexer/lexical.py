@@ -409,6 +409,8 @@ class LexicalQuery:
 
     def best(self) -> float:
         """The highest score, or 0.0 when no row matches."""
+        if self._every is not None:
+            return self._every.best()
         return self.top(1).best()
 
     def score(self, rows: np.ndarray) -> np.ndarray:
