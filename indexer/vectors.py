@@ -191,21 +191,23 @@ class FileRows:
         out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
         if len(rows) == 0:
             return out
-        order = np.argsort(rows, kind="stable")
-        ascending = rows[order]
+        in_order = bool(np.all(rows[1:] >= rows[:-1]))  # as callers mostly ask: no reordering
+        order = None if in_order else np.argsort(rows, kind="stable")
+        ascending = rows if order is None else rows[order]
         if ascending[0] < 0 or ascending[-1] >= len(self):
             raise IndexError(f"rows out of range 0..{len(self) - 1} in {self._path}")
         breaks = np.flatnonzero(np.diff(ascending) != 1) + 1
         starts = np.concatenate(([0], breaks)).tolist()
         ends = np.concatenate((breaks, [len(rows)])).tolist()
-        read = np.empty_like(out)
+        read = out if order is None else np.empty_like(out)
         into = read.data.cast("B")
         size, fd = self._row_bytes, self._file.fileno()
         for start, end in zip(starts, ends, strict=True):
             at = self._offset + int(ascending[start]) * size
             if os.preadv(fd, [into[start * size : end * size]], at) != (end - start) * size:
                 raise IndexCorrupt(f"vectors {self._path} are cut short; {REBUILD_HINT}")
-        out[order] = read
+        if order is not None:
+            out[order] = read
         return out
 
 
