@@ -445,7 +445,7 @@ def _default_sample(settings: Settings) -> Path:
     candidates = sorted((settings.cache_dir / "eval").glob("scifact-*"))
     for candidate in candidates:
         try:
-            require_generation(candidate)
+            Manifest.read(require_generation(candidate))  # one this paracite can read
             return candidate
         except Exception:  # noqa: BLE001 - try the next one
             continue
