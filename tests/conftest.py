@@ -7,7 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cache_helpers import fresh_cache_dir
+from cache_helpers import (
+    FIXTURE_CACHE_OPTION,
+    built_index,
+    cache_dir_at,
+    fixture_cache,
+    fresh_cache_dir,
+)
 from live_helpers import LIGHTHOUSE
 
 from indexer.build import build_index
@@ -18,10 +24,25 @@ from indexer.settings import DEFAULT_MODEL, Settings
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        FIXTURE_CACHE_OPTION,
+        metavar="DIR",
+        help="keep the model's ONNX export and the seed indexes in DIR and reuse them in "
+        "later runs (make mutation runs the tests once per mutant)",
+    )
+
+
 @pytest.fixture(scope="session", autouse=True)
-def export_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def export_cache(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """ONNX exports made by this run go to a folder of its own, never the user's cache."""
-    yield from fresh_cache_dir(tmp_path_factory)
+    kept = fixture_cache(request.config)
+    if kept is None:
+        yield from fresh_cache_dir(tmp_path_factory)
+    else:
+        yield from cache_dir_at(kept / "export")
 
 
 @pytest.fixture(scope="session")
@@ -46,12 +67,18 @@ def seeds_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def seed_index(
-    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, seeds_copy: Path
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    embedder: Embedder,
+    seeds_copy: Path,
 ) -> Path:
     """An index of the seed documents (do not modify it; build your own for write tests)."""
-    index_dir = tmp_path_factory.mktemp("index") / "idx"
-    build_index(seeds_copy, Settings(index=index_dir), embedder=embedder)
-    return index_dir
+    return built_index(
+        fixture_cache(request.config),
+        "seed-index",
+        tmp_path_factory.mktemp("index") / "idx",
+        lambda index_dir: build_index(seeds_copy, Settings(index=index_dir), embedder=embedder),
+    )
 
 
 @pytest.fixture(scope="session")

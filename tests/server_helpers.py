@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from cache_helpers import built_index, fixture_cache
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -47,7 +48,10 @@ SEED_QUESTION = "Why does Kim Jong Un distrust the United States?"
 
 @pytest.fixture(scope="session")
 def mixed_index(
-    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, seeds_copy: Path
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    embedder: Embedder,
+    seeds_copy: Path,
 ) -> Path:
     """An index of the seeds plus two hostile documents."""
     folder = tmp_path_factory.mktemp("mixed")
@@ -56,9 +60,12 @@ def mixed_index(
     (folder / EVIL_DOC).write_text(EVIL_TEXT, encoding="utf-8")
     (folder / ODD_DOC).parent.mkdir()
     (folder / ODD_DOC).write_text(ODD_TEXT, encoding="utf-8")
-    index_dir = tmp_path_factory.mktemp("mixed-index") / "idx"
-    build_index(folder, Settings(index=index_dir), embedder=embedder)
-    return index_dir
+    return built_index(
+        fixture_cache(request.config),
+        "mixed-index",
+        tmp_path_factory.mktemp("mixed-index") / "idx",
+        lambda index_dir: build_index(folder, Settings(index=index_dir), embedder=embedder),
+    )
 
 
 @pytest.fixture(scope="session")

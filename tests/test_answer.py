@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from cache_helpers import built_index, fixture_cache
 
 from indexer.answer import (
     AnswerType,
@@ -119,11 +120,17 @@ vehicles cross the bridge each day.
 
 
 @pytest.fixture(scope="module")
-def bridge_searcher(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Searcher:
+def bridge_searcher(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+) -> Searcher:
     docs = tmp_path_factory.mktemp("bridge-docs")
     (docs / "bridge.txt").write_text(BRIDGE, encoding="utf-8")
-    index_dir = tmp_path_factory.mktemp("bridge-index") / "idx"
-    build_index(docs, Settings(index=index_dir), embedder=embedder)
+    index_dir = built_index(
+        fixture_cache(request.config),
+        "bridge-index",
+        tmp_path_factory.mktemp("bridge-index") / "idx",
+        lambda target: build_index(docs, Settings(index=target), embedder=embedder),
+    )
     return Searcher.open(index_dir, embedder)
 
 

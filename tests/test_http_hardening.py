@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from cache_helpers import built_index, fixture_cache
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
@@ -337,11 +338,16 @@ def test_a_normal_request_is_answered_then_the_idle_connection_closed(
 
 @pytest.fixture
 def damaged_index_client(
-    make_settings, seeds_copy: Path, embedder: Embedder
+    request: pytest.FixtureRequest, make_settings, seeds_copy: Path, embedder: Embedder
 ) -> Iterator[tuple[TestClient, Path]]:
     """A server over its own index, healthy at first; the test damages the index."""
     settings = make_settings()
-    build_index(seeds_copy, settings, embedder=embedder)
+    built_index(
+        fixture_cache(request.config),
+        "seed-index",
+        settings.index,
+        lambda index_dir: build_index(seeds_copy, Settings(index=index_dir), embedder=embedder),
+    )
     opened = Searcher.open(settings.index, embedder)
     with TestClient(create_app(settings, opened), raise_server_exceptions=False) as client:
         yield client, settings.index
