@@ -7,6 +7,7 @@ from pathlib import Path
 
 import docx
 import pytest
+from cache_helpers import built_index, fixture_cache
 
 from indexer.answer import expected_answer_type, has_new_answer_of_type
 from indexer.build import build_index
@@ -30,7 +31,9 @@ DOCUMENTS = {
 
 
 @pytest.fixture(scope="module")
-def searcher(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Searcher]:
+def searcher(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+) -> Iterator[Searcher]:
     folder = tmp_path_factory.mktemp("answer-docs")
     for name, text in DOCUMENTS.items():
         (folder / name).write_text(text, encoding="utf-8")
@@ -45,7 +48,12 @@ def searcher(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> It
     budget.add_paragraph("The budget is reviewed every January.")
     budget.save(str(folder / "budget.docx"))
     index_dir = tmp_path_factory.mktemp("answer-index") / "idx"
-    build_index(folder, Settings(index=index_dir), embedder=embedder)
+    built_index(
+        fixture_cache(request.config),
+        "answer-choice-index",
+        index_dir,
+        lambda target: build_index(folder, Settings(index=target), embedder=embedder),
+    )
     opened = Searcher.open(index_dir, embedder)
     yield opened
     opened.close()

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from cache_helpers import built_index, fixture_cache
 from fastapi.testclient import TestClient
 from server_helpers import SEED_QUESTION
 
@@ -50,12 +51,18 @@ OFF_TOPIC = "What is the boiling point of liquid nitrogen in kelvin?"
 
 
 @pytest.fixture(scope="module")
-def harwick_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
+def harwick_index(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+) -> Path:
     folder = tmp_path_factory.mktemp("harwick")
     (folder / "docs").mkdir()
     (folder / "docs" / "harwick.txt").write_text(HARWICK, encoding="utf-8")
-    build_index(folder / "docs", Settings(index=folder / "index"), embedder=embedder)
-    return folder / "index"
+    return built_index(
+        fixture_cache(request.config),
+        "harwick-index",
+        folder / "index",
+        lambda target: build_index(folder / "docs", Settings(index=target), embedder=embedder),
+    )
 
 
 @pytest.fixture(scope="module")

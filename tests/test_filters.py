@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cache_helpers import built_index, fixture_cache
 from fastapi.testclient import TestClient
 
 from indexer.build import build_index
@@ -32,15 +33,23 @@ FILES = {
 
 
 @pytest.fixture(scope="module")
-def corpus_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
+def corpus_index(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+) -> Path:
     folder = tmp_path_factory.mktemp("filters-docs")
     for name, text in FILES.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text, encoding="utf-8")
     index_dir = tmp_path_factory.mktemp("filters-index") / "idx"
     # with an ANN structure, so that both paths can be searched
-    build_index(folder, Settings(index=index_dir, ann_min_passages=0), embedder=embedder)
-    return index_dir
+    return built_index(
+        fixture_cache(request.config),
+        "filters-index",
+        index_dir,
+        lambda target: build_index(
+            folder, Settings(index=target, ann_min_passages=0), embedder=embedder
+        ),
+    )
 
 
 @pytest.fixture(scope="module", params=["exact", "ann"])

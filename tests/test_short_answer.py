@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from cache_helpers import built_index, fixture_cache
 
 from indexer.build import build_index
 from indexer.embedding import Embedder
@@ -35,12 +36,19 @@ DOCUMENTS = {
 
 
 @pytest.fixture(scope="module")
-def searcher(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Searcher]:
+def searcher(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+) -> Iterator[Searcher]:
     folder = tmp_path_factory.mktemp("short-docs")
     for name, text in DOCUMENTS.items():
         (folder / name).write_text(text, encoding="utf-8")
     index_dir = tmp_path_factory.mktemp("short-index") / "idx"
-    build_index(folder, Settings(index=index_dir), embedder=embedder)
+    built_index(
+        fixture_cache(request.config),
+        "short-answer-index",
+        index_dir,
+        lambda target: build_index(folder, Settings(index=target), embedder=embedder),
+    )
     opened = Searcher.open(index_dir, embedder)
     yield opened
     opened.close()

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from cache_helpers import built_index, fixture_cache
 from fastapi.testclient import TestClient
 
 from indexer.build import build_index
@@ -24,13 +25,20 @@ OFF_TOPIC = "What is the boiling point of mercury?"
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[TestClient]:
+def client(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+) -> Iterator[TestClient]:
     folder = tmp_path_factory.mktemp("sources-docs")
     for name, text in FILES.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text, encoding="utf-8")
     index_dir = tmp_path_factory.mktemp("sources-index") / "idx"
-    build_index(folder, Settings(index=index_dir), embedder=embedder)
+    built_index(
+        fixture_cache(request.config),
+        "sources-index",
+        index_dir,
+        lambda target: build_index(folder, Settings(index=target), embedder=embedder),
+    )
     searcher = Searcher.open(index_dir, embedder)
     with TestClient(create_app(Settings(index=index_dir), searcher)) as test_client:
         yield test_client
