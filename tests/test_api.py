@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from datetime import datetime
@@ -12,14 +13,20 @@ import pytest
 from fastapi.testclient import TestClient
 from server_helpers import ODD_DOC, SCRIPT, SEED_QUESTION, error_of
 
-from indexer.errors import IndexBusy, IndexCorrupt, IndexNotFound, ModelMismatch
+from indexer.errors import (
+    IndexBusy,
+    IndexCorrupt,
+    IndexNotFound,
+    ModelMismatch,
+    UnsupportedFile,
+)
 from indexer.models import NO_ANSWER_MESSAGE, AskResult
 from indexer.retrieval import MAX_K, MAX_QUERY_CHARS, MODES, Mode, Searcher
 from indexer.settings import Settings
 from server import app as app_module
 from server.app import create_app
 from server.deps import get_searcher
-from server.errors import is_api_path
+from server.errors import INTERNAL_ERROR, is_api_path
 
 pytest_plugins = ["server_helpers"]
 
@@ -219,6 +226,8 @@ def test_openapi_documents_the_api(client: TestClient) -> None:
     assert {"/api/ask", "/api/search", "/api/documents", "/healthz"} <= set(paths)
     assert {"get", "post"} <= set(paths["/api/ask"])
     assert "/" not in paths  # the pages are not part of the API
+    info = client.get("/openapi.json").json()["info"]
+    assert info["summary"] == "Answers to questions about your documents, cited to the paragraph."
 
 
 def test_widget_script_is_served_as_javascript(client: TestClient) -> None:
@@ -302,10 +311,27 @@ def test_doc_ids_cannot_escape_the_index(client: TestClient, path: str) -> None:
 def test_unknown_api_route_and_method_are_json(client: TestClient) -> None:
     missing = client.get("/api/nothing-here")
     assert missing.status_code == 404
-    error_of(missing)
+    assert error_of(missing)["message"] == "Not Found"
     wrong_method = client.delete("/api/ask")
     assert wrong_method.status_code == 405
-    error_of(wrong_method)
+    assert error_of(wrong_method)["message"] == "Method Not Allowed"
+
+
+def test_a_body_that_is_not_a_json_object_is_refused_in_a_sentence(client: TestClient) -> None:
+    for body in (["trust"], "trust", 3):
+        response = client.post("/api/ask", json=body)
+        assert response.status_code == 422
+        assert error_of(response)["message"] == (
+            'the request body must be a JSON object such as {"q": "..."}'
+        )
+
+
+def test_every_bad_field_is_named_in_one_message(client: TestClient) -> None:
+    response = client.post("/api/ask", json={"q": "trust", "k": "many", "mode": "fuzzy"})
+    assert response.status_code == 422
+    assert error_of(response)["message"] == (
+        f"k must be a whole number from 1 to {MAX_K}; mode must be one of {', '.join(MODES)}"
+    )
 
 
 # -- errors from the index, and no stack traces ------------------------------------------------
@@ -352,6 +378,41 @@ def test_index_failures_become_json_errors_without_traceback(
         assert page.status_code == status
         assert page.headers["content-type"].startswith("text/html")
         assert "Traceback" not in page.text
+
+
+def test_a_domain_error_without_a_status_of_its_own_is_a_500_that_says_what_failed(
+    seed_index: Path, searcher: Searcher
+) -> None:
+    error = UnsupportedFile("cannot read notes.xyz: unknown format")
+    app = create_app(Settings(index=seed_index), searcher)
+    app.dependency_overrides[get_searcher] = lambda: BrokenSearcher(error)
+    with TestClient(app, raise_server_exceptions=False) as broken:
+        response = broken.get("/api/documents")
+    assert response.status_code == 500
+    assert error_of(response) == {"status": 500, "message": str(error)}
+
+
+def test_an_unexpected_error_leaves_its_path_and_traceback_in_the_server_log(
+    seed_index: Path, searcher: Searcher
+) -> None:
+    """The client is told that the server log has the details: it has them."""
+    error = RuntimeError("secret internals")
+    app = create_app(Settings(index=seed_index), searcher)
+    app.dependency_overrides[get_searcher] = lambda: BrokenSearcher(error)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    server_log = logging.getLogger("uvicorn.error")
+    server_log.addHandler(handler)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as broken:
+            response = broken.get("/api/documents")
+    finally:
+        server_log.removeHandler(handler)
+    assert error_of(response)["message"] == INTERNAL_ERROR
+    [record] = [record for record in records if record.levelno >= logging.ERROR]
+    assert record.getMessage() == "unexpected error on /api/documents"
+    assert record.exc_info is not None and record.exc_info[1] is error
 
 
 # -- start-up ----------------------------------------------------------------------------------

@@ -202,6 +202,7 @@ def test_openapi_declares_the_bounds_the_validator_enforces(client: TestClient) 
         parameters = {p["name"]: p for p in schema["paths"][path]["get"]["parameters"]}
         q, k = parameters["q"], parameters["k"]
         assert q["required"] is True
+        assert "default" not in q["schema"]  # required: the signature's "" is not a default
         assert (q["schema"]["minLength"], q["schema"]["maxLength"]) == (1, MAX_QUERY_CHARS)
         assert (k["schema"]["minimum"], k["schema"]["maximum"]) == (1, MAX_K)
     body = schema["components"]["schemas"]["AskRequest"]
@@ -354,6 +355,9 @@ def damaged_index_client(
     opened.close()
 
 
+REBUILD_HINT = "rebuild the index with `paracite index <folder> --rebuild`"
+
+
 def _overwrite_middle(path: Path) -> None:
     """Garbage over every page but the first (so the header still looks fine)."""
     size = path.stat().st_size
@@ -374,7 +378,9 @@ def test_a_damaged_index_answers_503_and_healthz_says_why(
 
     health = client.get("/healthz")
     assert health.status_code == 503
-    assert "changed" in str(error_of(health)["message"])
+    message = str(error_of(health)["message"])
+    assert "changed after it was opened (generations and segments are never modified)" in message
+    assert message.endswith(f"; {REBUILD_HINT}")
     for path in ("/api/ask?q=" + SEED_QUESTION, f"/api/documents/{doc_id}"):
         response = client.get(path)
         assert response.status_code == 503, (path, response.text)
@@ -394,7 +400,9 @@ def test_healthz_notices_a_removed_generation(
     shutil.rmtree(generation)
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert "removed" in str(error_of(response)["message"])
+    assert error_of(response)["message"] == (
+        f"the index generation this server opened ({generation.name}) was removed; " + REBUILD_HINT
+    )
 
 
 def test_connections_accepted_by_serve_send_small_writes_at_once() -> None:

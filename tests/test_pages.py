@@ -95,7 +95,7 @@ def test_bad_question_on_a_page_is_a_422_page(client: TestClient, query: str, me
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("text/html")
     assert message in response.text
-    assert 'name="q"' in response.text  # a search box to try again
+    assert f'name="q" value="{query}"' in response.text  # the question, to try again
 
 
 @pytest.mark.parametrize("k", ["0", "51", "many"])
@@ -191,6 +191,16 @@ def test_unknown_page_is_an_html_404(client: TestClient) -> None:
     response = client.get("/no/such/page")
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("text/html")
+    assert 'name="q" value=""' in response.text  # an empty search box: no question was asked
+
+
+def test_a_wrong_method_on_a_page_is_an_html_405_naming_the_allowed_methods(
+    client: TestClient,
+) -> None:
+    response = client.post("/")
+    assert response.status_code == 405
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["allow"] == "GET, HEAD"
 
 
 # -- embed -------------------------------------------------------------------------------------
