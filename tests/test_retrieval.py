@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pytest
+import threadpoolctl
 
 from indexer import retrieval
 from indexer.embedding import Embedder
-from indexer.errors import InvalidQuery
+from indexer.errors import InvalidQuery, ModelMismatch
 from indexer.models import NO_ANSWER_MESSAGE
-from indexer.retrieval import Searcher
+from indexer.retrieval import FusionWeights, Scope, Searcher
+
+if TYPE_CHECKING:
+    from sentence_transformers import CrossEncoder
 
 PLAIN_SEED = "004_fc6fad951788ea23.txt"
 MARKDOWN_SEED = "000_230d891a6c421cf7.txt"
@@ -26,6 +32,20 @@ def test_author_question_cites_the_paragraph_naming_the_author(searcher: Searche
     assert result.answer is not None
     assert result.answer.doc_id == MARKDOWN_SEED
     assert "Imran Khalid" in _paragraph_text(searcher, MARKDOWN_SEED, result.answer.paragraph)
+
+
+def test_the_author_note_answers_who_wrote_even_when_it_was_not_a_candidate(
+    seed_index: Path, embedder: Embedder
+) -> None:
+    """With one candidate per signal the author note is not among them: it is fused too."""
+    narrow = Searcher(seed_index, embedder, candidates_per_signal=1)
+    try:
+        result = narrow.ask("Who wrote about Kim Jong Un's policy toward the United States?", 1)
+        assert result.answer is not None
+        assert result.answer.doc_id == PLAIN_SEED
+        assert "Hyeong Jung PARK" in _paragraph_text(narrow, PLAIN_SEED, result.answer.paragraph)
+    finally:
+        narrow.close()
 
 
 def test_count_question_cites_the_paragraph_saying_54(searcher: Searcher) -> None:
@@ -83,6 +103,11 @@ def test_search_returns_passages_without_choosing_an_answer(searcher: Searcher) 
     assert len(result.hits) == 3
     assert [h.rank for h in result.hits] == [1, 2, 3]
     assert "Vladivostok" in result.hits[0].passage.text
+    # By default the same passages as ask: ask is search plus the choice of an answer.
+    question = RANKING_QUESTIONS[1]
+    searched, asked = searcher.search(question), searcher.ask(question)
+    assert [h.passage for h in searched.hits] == [h.passage for h in asked.hits]
+    assert asked.ranking == ()  # only when asked for (ranked=)
 
 
 @pytest.mark.parametrize(
@@ -113,7 +138,8 @@ def test_few_candidates_keep_the_scores_and_the_top_passage_of_every_candidate(
     searcher: Searcher, seed_index: Path, embedder: Embedder
 ) -> None:
     """With every passage a candidate the ranking is exact; with 3 per signal, the passages
-    fused keep their exact scores, and the best passage stays first."""
+    fused keep their exact scores, and the best passage stays first. rank() takes at least
+    `depth` candidates per signal, so asked for every passage it is exact again."""
     passages = searcher.stats().passages
     assert retrieval.CANDIDATES >= passages
     limited = Searcher(seed_index, embedder, candidates_per_signal=3)
@@ -127,6 +153,8 @@ def test_few_candidates_keep_the_scores_and_the_top_passage_of_every_candidate(
                 assert passage.score == pytest.approx(exact[passage.row], rel=1e-6)
             assert few[0].row == max(exact, key=lambda row: exact[row])
             assert limited.ask(question).hits[0].passage == searcher.ask(question).hits[0].passage
+            deep = limited.rank(question, "hybrid", passages)
+            assert [p.row for p in deep] == list(exact)
     finally:
         limited.close()
 
@@ -137,3 +165,151 @@ def test_rank_orders_passages_as_search_does(searcher: Searcher) -> None:
         hits = searcher.search(question, k=10).hits
         assert [p.doc_id for p in ranked] == [h.passage.doc_id for h in hits]
         assert [p.score for p in ranked] == pytest.approx([h.score for h in hits])
+
+
+def test_rank_is_hybrid_by_default_and_keeps_to_the_scope(searcher: Searcher) -> None:
+    question = RANKING_QUESTIONS[1]
+    assert searcher.rank(question, depth=10) == searcher.rank(question, "hybrid", 10)
+    scoped = searcher.rank(question, depth=50, scope=Scope(doc=MARKDOWN_SEED))
+    assert scoped
+    assert {p.doc_id for p in scoped} == {MARKDOWN_SEED}
+    assert len(searcher.rank(question, depth=1)) == 1
+    with pytest.raises(InvalidQuery, match="^depth must be at least 1$"):
+        searcher.rank(question, depth=0)
+
+
+def test_open_gives_the_searcher_every_option_it_was_given(
+    seed_index: Path, embedder: Embedder
+) -> None:
+    """Searcher.open is the constructor the CLI and the server use: nothing it is given is
+    dropped on the way (the reranker is not called until a question is asked)."""
+    weights = FusionWeights(passage=0.5, sentence=0.2, lexical=0.1, sentence_lexical=0.2)
+    reranker = cast("CrossEncoder", object())
+    opened = Searcher.open(
+        seed_index,
+        embedder,
+        0.5,
+        weights,
+        min_confidence=0.25,
+        reranker=reranker,
+        reranker_depth=9,
+    )
+    try:
+        assert opened.embedder is embedder
+        assert (opened.answer_threshold, opened.weights) == (0.5, weights)
+        assert opened.min_confidence == 0.25
+        assert (opened.reranker, opened.reranker_depth) == (reranker, 9)
+    finally:
+        opened.close()
+
+
+def test_a_withheld_paragraph_is_never_offered_and_the_rest_still_is(
+    searcher: Searcher,
+) -> None:
+    question = "How many documents were examined between 2024 and March 2025?"
+    first = searcher.ask(question, 5).hits[0].passage
+    withheld = (first.doc_id, first.paragraph)
+    asked = searcher.ask(question, 5, withhold=[withheld])
+    offered = [(hit.passage.doc_id, hit.passage.paragraph) for hit in asked.hits]
+    assert len(offered) == 5
+    assert withheld not in offered
+    assert first.doc_id in {doc_id for doc_id, _ in offered}
+    assert asked.answer is None or (asked.answer.doc_id, asked.answer.paragraph) != withheld
+    searched = searcher.search(question, 5, withhold=[withheld])
+    assert [hit.passage for hit in searched.hits] == [hit.passage for hit in asked.hits]
+
+
+def test_an_embedder_of_another_model_or_backend_is_refused(
+    seed_index: Path, embedder: Embedder
+) -> None:
+    other = replace(embedder, backend="torch")
+    with pytest.raises(ModelMismatch) as refused:
+        Searcher.open(seed_index, other)
+    assert str(refused.value) == (
+        f"index was built with {embedder.model_name!r} ({embedder.backend}), "
+        f"not {embedder.model_name!r} (torch)"
+    )
+
+
+def test_without_an_embedder_the_index_model_is_loaded_for_questions(
+    seed_index: Path, searcher: Searcher
+) -> None:
+    opened = Searcher.open(seed_index)
+    try:
+        assert (opened.embedder.model_name, opened.embedder.backend) == (
+            searcher.manifest.model,
+            searcher.manifest.backend,
+        )
+        question = RANKING_QUESTIONS[0]
+        assert opened.ask(question).hits[0].passage == searcher.ask(question).hits[0].passage
+    finally:
+        opened.close()
+
+
+class ReversingReranker:
+    """A cross-encoder stand-in that prefers the passages fusion ranked lowest."""
+
+    def predict(self, pairs: list[tuple[str, str]], **options: object) -> list[float]:
+        return [float(position) for position in range(len(pairs))]
+
+
+def test_a_reranker_decides_the_order_of_the_passages_it_reads(
+    seed_index: Path, embedder: Embedder, searcher: Searcher
+) -> None:
+    question = RANKING_QUESTIONS[1]
+    fused = [hit.passage for hit in searcher.search(question, k=4).hits]
+    reranker = cast("CrossEncoder", ReversingReranker())
+    reranked = Searcher.open(seed_index, embedder, reranker=reranker, reranker_depth=4)
+    try:
+        hits = reranked.search(question, k=4).hits
+        assert [hit.passage for hit in hits] == fused[::-1]
+        # The scores keep their places: the best score goes to the reranker's first.
+        assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+    finally:
+        reranked.close()
+
+
+def _blas_threads() -> list[int]:
+    return [
+        pool["num_threads"]
+        for pool in threadpoolctl.threadpool_info()
+        if pool["user_api"] == "blas"
+    ]
+
+
+def test_an_open_searcher_runs_torch_and_blas_on_one_thread_per_question(
+    seed_index: Path, embedder: Embedder
+) -> None:
+    """Questions are answered one per request thread; torch and BLAS must not spread each
+    over every core as well (see retrieval._one_thread_per_query)."""
+    torch = pytest.importorskip("torch")
+    torch_threads = torch.get_num_threads()
+    blas_threads = _blas_threads()
+    assert blas_threads, "numpy loads a BLAS"
+    try:
+        torch.set_num_threads(2)
+        threadpoolctl.threadpool_limits(limits=2, user_api="blas")
+        Searcher.open(seed_index, embedder).close()
+        assert torch.get_num_threads() == 1
+        assert set(_blas_threads()) == {1}
+    finally:
+        torch.set_num_threads(torch_threads)
+        threadpoolctl.threadpool_limits(limits=max(blas_threads), user_api="blas")
+
+
+class SteppingClock:
+    """perf_counter for retrieval: each reading is a quarter of a second after the last."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def perf_counter(self) -> float:
+        self.now += 0.25
+        return self.now
+
+
+def test_took_ms_is_the_time_the_question_took_in_milliseconds(
+    searcher: Searcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retrieval, "time", SteppingClock())
+    assert searcher.ask(RANKING_QUESTIONS[0]).took_ms == pytest.approx(250.0)
