@@ -32,7 +32,8 @@ lint: $(STAMP)
 
 # Mutation testing, not part of CI (it runs the covering tests once per mutant: long).
 # Configured in pyproject.toml [tool.mutmut]: indexer/answer.py, indexer/retrieval.py,
-# server/api.py and server/errors.py against the tests of answers, retrieval, API and pages.
+# server/api.py and server/errors.py against the fast tests of answers, retrieval, filters,
+# the API, the pages and HTTP hardening (see README, Development).
 mutation: $(STAMP)
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2

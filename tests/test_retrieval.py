@@ -13,7 +13,7 @@ from indexer import retrieval
 from indexer.embedding import Embedder
 from indexer.errors import InvalidQuery, ModelMismatch
 from indexer.models import NO_ANSWER_MESSAGE
-from indexer.retrieval import FusionWeights, Scope, Searcher
+from indexer.retrieval import MAX_K, MAX_OFFSET, FusionWeights, Scope, Searcher
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -107,7 +107,7 @@ def test_search_returns_passages_without_choosing_an_answer(searcher: Searcher) 
     question = RANKING_QUESTIONS[1]
     searched, asked = searcher.search(question), searcher.ask(question)
     assert [h.passage for h in searched.hits] == [h.passage for h in asked.hits]
-    assert asked.ranking == ()  # only when asked for (ranked=)
+    assert asked.ranking == searched.ranking == ()  # only when asked for (ranked=)
 
 
 @pytest.mark.parametrize(
@@ -118,6 +118,8 @@ def test_search_returns_passages_without_choosing_an_answer(searcher: Searcher) 
         ("x" * 1001, 5, "1000"),
         ("ok", 0, "k"),
         ("ok", 51, "k"),
+        (None, 5, "^the question is empty$"),  # not text at all (a caller's mistake)
+        ("trust \ud800", 5, r"^the question is not valid text \(not valid Unicode\)$"),
     ],
 )
 def test_invalid_questions_are_refused(
@@ -217,6 +219,13 @@ def test_a_withheld_paragraph_is_never_offered_and_the_rest_still_is(
     assert asked.answer is None or (asked.answer.doc_id, asked.answer.paragraph) != withheld
     searched = searcher.search(question, 5, withhold=[withheld])
     assert [hit.passage for hit in searched.hits] == [hit.passage for hit in asked.hits]
+    # Every other passage can still be offered.
+    every = searcher.search(question, MAX_K).hits
+    assert len(every) < MAX_K
+    rest = searcher.search(question, MAX_K, withhold=[withheld]).hits
+    assert {hit.passage for hit in rest} == {
+        hit.passage for hit in every if (hit.passage.doc_id, hit.passage.paragraph) != withheld
+    }
 
 
 def test_an_embedder_of_another_model_or_backend_is_refused(
@@ -313,3 +322,42 @@ def test_took_ms_is_the_time_the_question_took_in_milliseconds(
 ) -> None:
     monkeypatch.setattr(retrieval, "time", SteppingClock())
     assert searcher.ask(RANKING_QUESTIONS[0]).took_ms == pytest.approx(250.0)
+
+
+def test_offset_reaches_max_offset_and_no_further(searcher: Searcher) -> None:
+    question = RANKING_QUESTIONS[0]
+    assert searcher.search(question, 5, offset=MAX_OFFSET).hits == []  # 42 passages
+    for offset in (MAX_OFFSET + 1, -1, True, 1.5):
+        with pytest.raises(
+            InvalidQuery, match=f"^offset must be a whole number from 0 to {MAX_OFFSET}$"
+        ):
+            searcher.search(question, 5, offset=offset)  # type: ignore[arg-type]
+
+
+def test_an_unknown_mode_is_refused_naming_the_modes(searcher: Searcher) -> None:
+    with pytest.raises(InvalidQuery, match="^mode must be one of hybrid, bm25, dense$"):
+        searcher.ask(RANKING_QUESTIONS[0], mode="fuzzy")  # type: ignore[arg-type]
+
+
+def test_a_scope_without_passages_gets_no_passages_and_says_so_on_the_first_page(
+    searcher: Searcher,
+) -> None:
+    question, empty = RANKING_QUESTIONS[0], Scope(folder="no-such-folder/")
+    asked = searcher.ask(question, scope=empty)
+    assert (asked.answer, asked.hits, asked.no_answer_reason) == (None, [], NO_ANSWER_MESSAGE)
+    assert searcher.ask(question, scope=empty, offset=5).no_answer_reason is None
+    searched = searcher.search(question, scope=empty)
+    assert (searched.hits, searched.no_answer_reason) == ([], None)
+
+
+def test_k_and_ranked_reach_past_the_candidates_per_signal(
+    seed_index: Path, embedder: Embedder
+) -> None:
+    narrow = Searcher(seed_index, embedder, candidates_per_signal=1)
+    try:
+        asked = narrow.ask(RANKING_QUESTIONS[0], k=5, ranked=20)
+        assert len(asked.hits) == 5
+        assert len(asked.ranking) == 20
+        assert len(narrow.ask(RANKING_QUESTIONS[0], ranked=1).ranking) == 1
+    finally:
+        narrow.close()
