@@ -103,11 +103,17 @@ def test_search_returns_passages_without_choosing_an_answer(searcher: Searcher) 
     assert len(result.hits) == 3
     assert [h.rank for h in result.hits] == [1, 2, 3]
     assert "Vladivostok" in result.hits[0].passage.text
-    # By default the same passages as ask: ask is search plus the choice of an answer.
+
+
+def test_by_default_search_gives_the_passages_ask_gives_and_neither_a_ranking(
+    searcher: Searcher,
+) -> None:
+    """ask is search plus the choice of an answer; a ranking comes only with ranked=."""
     question = RANKING_QUESTIONS[1]
     searched, asked = searcher.search(question), searcher.ask(question)
+    assert len(asked.hits) == 5
     assert [h.passage for h in searched.hits] == [h.passage for h in asked.hits]
-    assert asked.ranking == searched.ranking == ()  # only when asked for (ranked=)
+    assert asked.ranking == searched.ranking == ()
 
 
 @pytest.mark.parametrize(
@@ -355,6 +361,7 @@ def test_k_and_ranked_reach_past_the_candidates_per_signal(
 ) -> None:
     narrow = Searcher(seed_index, embedder, candidates_per_signal=1)
     try:
+        assert len(narrow.ask(RANKING_QUESTIONS[0], k=5).hits) == 5
         asked = narrow.ask(RANKING_QUESTIONS[0], k=5, ranked=20)
         assert len(asked.hits) == 5
         assert len(asked.ranking) == 20
