@@ -1,9 +1,9 @@
-"""Choosing the sentence that answers: similarity, shared terms, passage rank, answer type.
+"""What a question asks for: the kind of answer its wording wants, and whether a sentence has one.
 
-Weights were chosen by measuring answer-sentence accuracy on SQuAD v1.1 dev part A
-(see eval/reports/); the answer-type bonus is the classic QA rule that a "who" question
-wants a name, "when" a date, "how many" a number and "how much did it cost" an amount of
-money that the question does not already contain.
+The classic QA rule: a "who" question wants a name, "when" a date, "how many" a number and
+"how much did it cost" an amount of money that the question does not already contain. The
+answerability model reads it (indexer/answerability.py); the sentence choice
+(indexer/sentence_choice.py) reads the short-answer finder built on the same patterns.
 """
 
 from __future__ import annotations
@@ -12,11 +12,6 @@ import re
 from typing import Literal
 
 AnswerType = Literal["money", "number", "date", "person"]
-
-DENSE_WEIGHT = 0.6
-LEXICAL_WEIGHT = 0.2
-PASSAGE_WEIGHT = 1.0
-TYPE_BONUS = 0.1
 
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
 _NUMBER_WORDS = (
@@ -94,13 +89,3 @@ def has_new_answer_of_type(kind: AnswerType, sentence: str, question: str) -> bo
         if any(word.lower() not in question_words for word in _WORD.findall(match.group())):
             return True
     return False
-
-
-def sentence_score(dense: float, lexical: float, passage_score: float, type_bonus: bool) -> float:
-    """How well a sentence answers: its own similarity and terms, and its passage's score."""
-    return (
-        DENSE_WEIGHT * dense
-        + LEXICAL_WEIGHT * lexical
-        + PASSAGE_WEIGHT * passage_score
-        + (TYPE_BONUS if type_bonus else 0.0)
-    )

@@ -24,27 +24,27 @@ from dataclasses import astuple, dataclass, fields
 
 # Fitted by eval/fit_answerability.py on SQuAD v1.1 dev part A (onnx-int8, standalone
 # sentence vectors); see eval/reports/answerability.json for the fit and its held-out check.
-INTERCEPT = -3.2139
+INTERCEPT = -4.1315
 COEFFICIENTS: dict[str, float] = {
-    "dense": 4.3490,
-    "lexical": 0.2671,
-    "passage": 0.0726,
-    "sentence_coverage": 0.4310,
-    "passage_coverage": 2.1445,
-    "sentence_rare_coverage": 0.8121,
-    "passage_rare_coverage": 0.4199,
-    "phrase_coverage": 0.6843,
-    "type_found": 0.0071,
-    "type_missing": -0.7167,
-    "margin": 1.6833,
-    "passage_margin": 5.2899,
-    "dense_gap": -0.6652,
-    "passage_lexical": -1.0251,
+    "dense": 3.9266,
+    "lexical": 0.5478,
+    "passage": 0.6206,
+    "sentence_coverage": 0.0919,
+    "passage_coverage": 2.2036,
+    "sentence_rare_coverage": 1.6543,
+    "passage_rare_coverage": -0.2519,
+    "phrase_coverage": 0.7312,
+    "type_found": 0.0059,
+    "type_missing": -0.4464,
+    "margin": -0.0942,
+    "passage_margin": 5.7775,
+    "dense_gap": -0.0130,
+    "passage_lexical": -0.3323,
 }
 # The lowest probability at which an answer is offered (chosen by the same script: the
 # highest threshold that still answers 94% of the normal questions, so that questions it
 # was not fitted on stay above the 93% issue 14 asks for).
-MIN_CONFIDENCE = 0.21
+MIN_CONFIDENCE = 0.22
 # The sentence margin is clipped to plus or minus this, so that a single sentence (nothing
 # to compare with) does not look overwhelmingly sure.
 MAX_MARGIN = 0.3

@@ -1,13 +1,16 @@
 """Which sentence of the best passages answers: a small fitted model over each sentence's signals.
 
 Every sentence of the passages the answer stage considers is described by a few signals
-known at question time (its cosine and BM25 with the question, its passage's fused score and
-rank, how many of the question's terms and rare terms it holds, whether it holds the kind of
-answer asked for, where it sits in its passage, its neighbours' cosines); its score is a
-weighted sum of them, and the best-scoring sentence is the answer. The weights are fitted,
-not chosen: `eval/fit_sentence_choice.py` fits a softmax over each question's candidate
-sentences of SQuAD v1.1 dev part A (label: the sentence holds a gold answer), checked by
-cross-validation over articles, and prints the constants below.
+known at question time: its cosine and BM25 with the question, its passage's fused score,
+whether it holds the kind of short answer the question asks for, how much of the question's
+rare terms it holds, and how many terms it adds to the question's. Its score is a weighted
+sum of them and the best-scoring sentence is the answer. The weights are fitted, not chosen:
+`eval/fit_sentence_choice.py` fits a softmax over each question's candidate sentences of
+SQuAD v1.1 dev part A (label: the sentence holds a gold answer), checks it by
+cross-validation over articles, and prints the constants below. Other signals (passage rank,
+plain and phrase coverage, the question's rarest term, position in the passage, the
+neighbours' cosines, the lead over the passage's best cosine) were measured and left out:
+none moved the held-out accuracy by more than 0.2 points (eval/reports/README.md).
 """
 
 from __future__ import annotations
@@ -17,31 +20,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.answer import AnswerType, expected_answer_type, has_new_answer_of_type
-from indexer.answerability import coverage, phrase_coverage, weighted_coverage
+from indexer.answer import AnswerType, expected_answer_type
+from indexer.answerability import weighted_coverage
 from indexer.models import Passage
 from indexer.short_answer import ShortAnswerType, find_short_span, short_answer_type
 from indexer.text import lexical_terms
 
 FEATURES: tuple[str, ...] = (
-    "dense",
-    "lexical",
-    "passage",
-    "first_passage",
-    "passage_rank",
-    "type_found",
-    "short_found",
-    "coverage",
-    "rare_coverage",
-    "phrase_coverage",
-    "rarest_term",
-    "new_terms",
-    "first_sentence",
-    "position",
-    "length",
-    "neighbour_dense",
-    "dense_lead",
+    "dense",  # the sentence's cosine with the question
+    "lexical",  # its BM25 over the best sentence BM25 of the searched documents
+    "passage",  # its passage's fused score
+    "short_found",  # it holds a name, date, number, amount or place the question asks for
+    "rare_coverage",  # share of the question terms' rarity weight it holds
+    "new_terms",  # log(1 + its terms that are not the question's): room for an answer
+    "length",  # log(1 + its terms)
 )
+# Fitted by eval/fit_sentence_choice.py on SQuAD v1.1 dev part A (onnx-int8, standalone
+# sentence vectors); see eval/reports/sentence-choice.json for the fit and its cross-validation.
+COEFFICIENTS: dict[str, float] = {
+    "dense": 3.0863,
+    "lexical": 1.6273,
+    "passage": 7.0442,
+    "short_found": 1.9082,
+    "rare_coverage": 2.2229,
+    "new_terms": 0.8280,
+    "length": -0.5626,
+}
+_WEIGHTS = np.array([COEFFICIENTS[name] for name in FEATURES], dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +55,7 @@ class ChoiceContext:
 
     question: str
     terms: list[str]  # the question's distinct lexical terms
-    rarity: dict[str, float]  # each term's rarity among the top passages
+    rarity: dict[str, float]  # each term's rarity among the top passages (`rarity_weights`)
     answer_type: AnswerType | None
     short_type: ShortAnswerType | None
 
@@ -61,53 +66,41 @@ class ChoiceContext:
             question, terms, rarity, expected_answer_type(question), short_answer_type(question)
         )
 
-    @property
-    def rarest(self) -> str | None:
-        """The question term held by the fewest top passages (None without terms)."""
-        return max(self.rarity, key=lambda term: self.rarity[term]) if self.rarity else None
-
 
 def passage_features(
     context: ChoiceContext,
     passage: Passage,
-    rank: int,
     passage_score: float,
     dense: np.ndarray,
     lexical: np.ndarray,
 ) -> np.ndarray:
     """One row of `FEATURES` per sentence of `passage` (`dense`, `lexical`: its sentences')."""
-    count = len(passage.sentences)
-    rows = np.zeros((count, len(FEATURES)), dtype=np.float64)
+    rows = np.zeros((len(passage.sentences), len(FEATURES)), dtype=np.float64)
     question_terms = set(context.terms)
-    best_dense = float(dense.max()) if count else 0.0
-    rarest = context.rarest
     for at, sentence in enumerate(passage.sentences):
         sequence = lexical_terms(sentence.text)
         terms = set(sequence)
-        neighbours = [float(dense[j]) for j in (at - 1, at + 1) if 0 <= j < count]
+        short = context.short_type is not None and (
+            find_short_span(context.short_type, sentence.text, context.question) is not None
+        )
         rows[at] = (
             float(dense[at]),
             float(lexical[at]),
             passage_score,
-            float(rank == 1),
-            1.0 / rank,
-            float(
-                context.answer_type is not None
-                and has_new_answer_of_type(context.answer_type, sentence.text, context.question)
-            ),
-            float(
-                context.short_type is not None
-                and find_short_span(context.short_type, sentence.text, context.question) is not None
-            ),
-            coverage(context.terms, terms),
+            float(short),
             weighted_coverage(context.rarity, terms),
-            phrase_coverage(context.terms, sequence),
-            float(rarest is not None and rarest in terms),
             math.log1p(len(terms - question_terms)),
-            float(at == 0),
-            at / max(1, count - 1),
             math.log1p(len(sequence)),
-            max(neighbours, default=0.0),
-            float(dense[at]) - best_dense,
         )
     return rows
+
+
+def sentence_scores(
+    context: ChoiceContext,
+    passage: Passage,
+    passage_score: float,
+    dense: np.ndarray,
+    lexical: np.ndarray,
+) -> np.ndarray:
+    """How well each sentence of `passage` answers (the higher, the likelier)."""
+    return passage_features(context, passage, passage_score, dense, lexical) @ _WEIGHTS

@@ -1,4 +1,4 @@
-"""indexer/answer.py directly: what a question asks for, and how a sentence is scored."""
+"""indexer/answer.py directly: what a question asks for, and whether a sentence has it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from indexer.answer import (
     expected_answer_type,
     has_new_answer_of_type,
     is_authorship_question,
-    sentence_score,
 )
 from indexer.build import build_index
 from indexer.embedding import Embedder
@@ -91,22 +90,6 @@ def test_has_new_answer_of_type_needs_something_the_question_lacks(
 )
 def test_is_authorship_question(question: str, expected: bool) -> None:
     assert is_authorship_question(question) is expected
-
-
-def test_sentence_score_rises_with_each_signal() -> None:
-    base = sentence_score(0.5, 0.5, 0.5, type_bonus=False)
-    assert sentence_score(0.6, 0.5, 0.5, type_bonus=False) > base
-    assert sentence_score(0.5, 0.6, 0.5, type_bonus=False) > base
-    assert sentence_score(0.5, 0.5, 0.6, type_bonus=False) > base
-
-
-def test_sentence_score_with_the_answer_type_bonus_beats_an_equal_sentence_without() -> None:
-    with_bonus = sentence_score(0.5, 0.3, 0.7, type_bonus=True)
-    without = sentence_score(0.5, 0.3, 0.7, type_bonus=False)
-    assert with_bonus > without
-    # The bonus tips a near tie; it does not outweigh a far better match.
-    assert with_bonus > sentence_score(0.52, 0.3, 0.7, type_bonus=False)
-    assert with_bonus < sentence_score(0.95, 0.3, 0.7, type_bonus=False)
 
 
 BRIDGE = """Harbour Bridge

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from indexer.answer import AnswerType, expected_answer_type, has_new_answer_of_type, sentence_score
+from indexer.answer import has_new_answer_of_type
 from indexer.answerability import (
     MAX_MARGIN,
     AnswerEvidence,
@@ -19,6 +19,7 @@ from indexer.answerability import (
 from indexer.models import Answer, Assessment, Hit, Sentence
 from indexer.search.types import Fused, Query
 from indexer.segments import SegmentedStore
+from indexer.sentence_choice import ChoiceContext, sentence_scores
 from indexer.short_answer import ShortAnswer, find_short_span, short_answer_type, source_span
 from indexer.text import lexical_terms
 
@@ -81,30 +82,36 @@ class AnswerStage:
         shown = max(k, EVIDENCE_PASSAGES) if judged else k
         top = fused.order()[offset : offset + shown]
         passages = self.store.passages(fused.rows[top])
-        answer_type = expected_answer_type(query.text)
+        # How rare each question term is among the first passages (the answerability model's
+        # and the sentence choice's view of which terms tell passages apart).
+        context_terms = [
+            set(lexical_terms(f"{p.title} {p.text}")) for p in passages[:EVIDENCE_PASSAGES]
+        ]
+        choice = ChoiceContext.of(
+            query.text, query.terms, rarity_weights(query.terms, context_terms)
+        )
         hits = []
         scored: dict[int, _Scored] = {}
-        sentence_scores: dict[int, float] = {}  # of the context passages, by sentence
+        sentence_scores_seen: dict[int, float] = {}  # of the context passages, by sentence
         ranked = enumerate(zip(top, passages, strict=True), start=offset + 1)
         for rank, (position, passage) in ranked:
             passage_score = float(fused.scores[position])
             first = int(fused.sentence_start[position])
+            end = first + len(passage.sentences)
+            scores = sentence_scores(
+                choice,
+                passage,
+                passage_score,
+                fused.sentence_dense[first:end],
+                fused.sentence_lexical[first:end],
+            )
+            clears = bool((fused.sentence_dense[first:end] >= self.answer_threshold).any())
             best, best_score, best_at = None, float("-inf"), first
-            clears = False
-            for at, sentence in enumerate(passage.sentences, start=first):
-                dense = float(fused.sentence_dense[at])
-                clears = clears or dense >= self.answer_threshold
-                score = sentence_score(
-                    dense,
-                    float(fused.sentence_lexical[at]),
-                    passage_score,
-                    answer_type is not None
-                    and has_new_answer_of_type(answer_type, sentence.text, query.text),
-                )
+            for at, (sentence, score) in enumerate(zip(passage.sentences, scores, strict=True)):
                 if rank <= offset + EVIDENCE_PASSAGES:
-                    sentence_scores[at] = score
+                    sentence_scores_seen[first + at] = float(score)
                 if score > best_score:
-                    best, best_score, best_at = sentence, score, at
+                    best, best_score, best_at = sentence, float(score), first + at
             hits.append(Hit(rank, passage_score, passage, best, best_score, cited=clears))
             scored[rank] = _Scored(
                 int(position),
@@ -112,26 +119,20 @@ class AnswerStage:
                 float(fused.sentence_dense[best_at]),
                 float(fused.sentence_lexical[best_at]),
             )
-        context, hits = hits[:EVIDENCE_PASSAGES], hits[:k]
+        hits = hits[:k]
         if not any(hit.cited for hit in hits):
             # Nothing is close enough to the question: no sentence is offered as an answer.
             return Answered(_unsourced(hits), None)
         if not judged:
             return Answered(hits, None)
-        answer = choose_answer(hits, prefer_first)
+        # Chosen among the first passages the evidence covers (as fitted), whatever k: a longer
+        # list does not change the answer, a shorter one offers it only from its own passages.
+        answer = choose_answer(hits[:EVIDENCE_PASSAGES], prefer_first)
         if answer is None:
             return Answered(hits, None)
         hit = hits[answer.passage - 1]
         assert hit.best_sentence is not None
-        evidence = self._evidence(
-            query,
-            fused,
-            hit,
-            scored[hit.rank],
-            answer_type,
-            sentence_scores,
-            [set(lexical_terms(f"{h.passage.title} {h.passage.text}")) for h in context],
-        )
+        evidence = self._evidence(query, fused, hit, scored[hit.rank], choice, sentence_scores_seen)
         byline = prefer_first and answer.passage == 1
         # The author note answering "who wrote ...?" is read from the document's own byline,
         # not inferred from how well a sentence matches: it is not the model's to turn down.
@@ -173,9 +174,8 @@ class AnswerStage:
         fused: Fused,
         hit: Hit,
         scored: _Scored,
-        answer_type: AnswerType | None,
+        choice: ChoiceContext,
         sentence_scores: dict[int, float],
-        hit_terms: list[set[str]],
     ) -> AnswerEvidence:
         """The answerability model's inputs for the hit's best sentence."""
         sentence = hit.best_sentence
@@ -187,13 +187,14 @@ class AnswerStage:
         position = scored.position
         other_scores = np.delete(fused.scores, position)
         best_other = float(other_scores.max()) if len(other_scores) else 0.0
+        answer_type = choice.answer_type
         found = answer_type is not None and has_new_answer_of_type(
             answer_type, sentence.text, query.text
         )
         sentence_sequence = lexical_terms(sentence.text)
         sentence_terms = set(sentence_sequence)
         passage_terms = set(lexical_terms(passage.text))
-        weights = rarity_weights(query.terms, hit_terms)
+        weights = choice.rarity
         return AnswerEvidence(
             dense=scored.dense - self.answer_threshold,
             lexical=scored.lexical,
