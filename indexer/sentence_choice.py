@@ -104,3 +104,11 @@ def sentence_scores(
 ) -> np.ndarray:
     """How well each sentence of `passage` answers (the higher, the likelier)."""
     return passage_features(context, passage, passage_score, dense, lexical) @ _WEIGHTS
+
+
+def similarity_scores(passage_score: float, dense: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+    """The model's score of each sentence from its passage, cosine and BM25 terms alone (the
+    signals that need no reading of the sentence's text)."""
+    passage = COEFFICIENTS["passage"] * passage_score
+    similarity = COEFFICIENTS["dense"] * dense + COEFFICIENTS["lexical"] * lexical
+    return passage + similarity.astype(np.float64)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -98,21 +98,33 @@ OTHERS = {
 }
 
 
-def test_the_sentence_holding_the_rare_term_and_the_answer_is_chosen(
-    tmp_path: Path, embedder: Embedder
-) -> None:
-    docs = tmp_path / "docs"
+@pytest.fixture(scope="module")
+def biographies(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Searcher]:
+    folder = tmp_path_factory.mktemp("biographies")
+    docs = folder / "docs"
     docs.mkdir()
     (docs / "lutz.txt").write_text(LUTZ, encoding="utf-8")
     for name, text in OTHERS.items():
         (docs / name).write_text(text, encoding="utf-8")
-    build_index(docs, Settings(index=tmp_path / "index"), embedder=embedder)
-    searcher = Searcher.open(tmp_path / "index", embedder)
-    try:
-        answer = searcher.ask("To which university was Lutz's herbarium given?").answer
-    finally:
-        searcher.close()
+    build_index(docs, Settings(index=folder / "index"), embedder=embedder)
+    searcher = Searcher.open(folder / "index", embedder)
+    yield searcher
+    searcher.close()
+
+
+def test_the_sentence_holding_the_rare_term_and_the_answer_is_chosen(
+    biographies: Searcher,
+) -> None:
+    answer = biographies.ask("To which university was Lutz's herbarium given?").answer
     assert answer is not None
     assert answer.text == (
         "Her herbarium, collected over forty years, was donated to the University of Innsbruck."
     )
+
+
+def test_highlights_do_not_depend_on_the_page_size_or_on_asking(biographies: Searcher) -> None:
+    question = "To which university was Lutz's herbarium given?"
+    full = biographies.ask(question, k=5).hits
+    for k in (1, 2):
+        for result in (biographies.search(question, k=k), biographies.ask(question, k=k)):
+            assert [h.best_sentence for h in result.hits] == [h.best_sentence for h in full[:k]]

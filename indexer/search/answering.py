@@ -16,10 +16,10 @@ from indexer.answerability import (
     rarity_weights,
     weighted_coverage,
 )
-from indexer.models import Answer, Assessment, Hit, Sentence
+from indexer.models import Answer, Assessment, Hit, Passage, Sentence
 from indexer.search.types import Fused, Query
 from indexer.segments import SegmentedStore
-from indexer.sentence_choice import ChoiceContext, sentence_scores
+from indexer.sentence_choice import ChoiceContext, sentence_scores, similarity_scores
 from indexer.short_answer import ShortAnswer, find_short_span, short_answer_type, source_span
 from indexer.text import lexical_terms
 
@@ -82,14 +82,7 @@ class AnswerStage:
         shown = max(k, EVIDENCE_PASSAGES) if judged else k
         top = fused.order()[offset : offset + shown]
         passages = self.store.passages(fused.rows[top])
-        # How rare each question term is among the first passages (the answerability model's
-        # and the sentence choice's view of which terms tell passages apart).
-        context_terms = [
-            set(lexical_terms(f"{p.title} {p.text}")) for p in passages[:EVIDENCE_PASSAGES]
-        ]
-        choice = ChoiceContext.of(
-            query.text, query.terms, rarity_weights(query.terms, context_terms)
-        )
+        choice = self._choice_context(query, fused, passages, offset)
         hits = []
         scored: dict[int, _Scored] = {}
         sentence_scores_seen: dict[int, float] = {}  # of the context passages, by sentence
@@ -98,14 +91,16 @@ class AnswerStage:
             passage_score = float(fused.scores[position])
             first = int(fused.sentence_start[position])
             end = first + len(passage.sentences)
-            scores = sentence_scores(
-                choice,
-                passage,
-                passage_score,
-                fused.sentence_dense[first:end],
-                fused.sentence_lexical[first:end],
-            )
-            clears = bool((fused.sentence_dense[first:end] >= self.answer_threshold).any())
+            dense = fused.sentence_dense[first:end]
+            lexical = fused.sentence_lexical[first:end]
+            if choice is not None and rank <= EVIDENCE_PASSAGES:
+                scores = sentence_scores(choice, passage, passage_score, dense, lexical)
+            else:
+                # Past the passages an answer is chosen from, the sentence to highlight is
+                # found by the model's similarity terms alone: reading every sentence's text
+                # for the other signals would cost milliseconds at k=50.
+                scores = similarity_scores(passage_score, dense, lexical)
+            clears = bool((dense >= self.answer_threshold).any())
             best, best_score, best_at = None, float("-inf"), first
             for at, (sentence, score) in enumerate(zip(passage.sentences, scores, strict=True)):
                 if rank <= offset + EVIDENCE_PASSAGES:
@@ -132,6 +127,7 @@ class AnswerStage:
             return Answered(hits, None)
         hit = hits[answer.passage - 1]
         assert hit.best_sentence is not None
+        assert choice is not None  # the first page always scores its first passages in full
         evidence = self._evidence(query, fused, hit, scored[hit.rank], choice, sentence_scores_seen)
         byline = prefer_first and answer.passage == 1
         # The author note answering "who wrote ...?" is read from the document's own byline,
@@ -147,6 +143,18 @@ class AnswerStage:
         # The passage holding the answer is a source, whatever else.
         hits = [replace(h, cited=True) if h.rank == answer.passage else h for h in hits]
         return Answered(hits, answer, assessment)
+
+    def _choice_context(
+        self, query: Query, fused: Fused, passages: list[Passage], offset: int
+    ) -> ChoiceContext | None:
+        """The question's context for scoring the sentences of the first passages (None
+        when none of them is shown): term rarity is measured over those first passages."""
+        if offset >= EVIDENCE_PASSAGES:
+            return None
+        if offset > 0 or len(passages) < EVIDENCE_PASSAGES:  # a later page, or k below five
+            passages = self.store.passages(fused.rows[fused.order()[:EVIDENCE_PASSAGES]])
+        first = [set(lexical_terms(f"{p.title} {p.text}")) for p in passages[:EVIDENCE_PASSAGES]]
+        return ChoiceContext.of(query.text, query.terms, rarity_weights(query.terms, first))
 
     def _short_answer(self, query: Query, hit: Hit) -> ShortAnswer | None:
         """The name, date, number, amount or place the question asks for, inside the
