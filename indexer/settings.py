@@ -55,7 +55,12 @@ class Settings(BaseSettings):
             "slightly worse; needs a mean-pooling model)."
         ),
     )
-    batch_size: int = Field(64, ge=1, le=4096, description="Texts embedded per batch.")
+    batch_size: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Most texts embedded per batch (ONNX batches also hold at most 512 tokens).",
+    )
     max_file_mb: float = Field(
         20.0, gt=0, description="Files larger than this (in MB) are skipped with a reason."
     )

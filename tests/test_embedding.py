@@ -500,3 +500,43 @@ def test_an_index_says_which_device_built_it(
     monkeypatch.setattr(embedder.encoder, "device", "cuda:0", raising=False)
     build_index(docs, Settings(index=tmp_path / "gpu"), embedder=embedder)
     assert read_stats(tmp_path / "gpu").to_dict()["device"] == "cuda:0"
+
+
+def test_token_batches_cap_the_texts_and_the_padded_tokens_of_a_run() -> None:
+    lengths = np.array([300, 200, 100, 100, 50, 50, 50, 10])
+    batches = list(encoders.token_batches(lengths, 3, 256))
+    assert [(b.start, b.stop) for b in batches] == [(0, 1), (1, 2), (2, 4), (4, 7), (7, 8)]
+    # Rows x widest row within the budget, unless a text alone is longer than it.
+    assert all(
+        (b.stop - b.start) * lengths[b.start] <= 256 or b.stop - b.start == 1 for b in batches
+    )
+    assert list(encoders.token_batches(np.array([5] * 10), 4, 10**6))[-1] == slice(8, 10)
+
+
+def test_onnx_runs_are_cut_to_the_token_budget_without_changing_vectors(
+    onnx_embedders: dict[str, Embedder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = onnx_embedders["onnx"]
+    encoder = loaded.encoder
+    assert isinstance(encoder, encoders.OnnxEncoder)
+    shapes: list[tuple[int, int]] = []
+    run = encoder.session.run
+
+    def recording(names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        shapes.append(feed["input_ids"].shape)
+        return run(names, feed)
+
+    monkeypatch.setattr(encoder, "session", _Session(recording))
+    monkeypatch.setattr(encoder, "batch_tokens", 1 << 30)
+    whole = loaded.embed(SENTENCES, 64)
+    assert len(shapes) == 1
+    shapes.clear()
+    monkeypatch.setattr(encoder, "batch_tokens", 40)
+    cut = loaded.embed(SENTENCES, 64)
+    assert len(shapes) > 2 and all(rows * width <= 40 or rows == 1 for rows, width in shapes)
+    np.testing.assert_allclose(cut, whole, atol=1e-4)  # float32: padding is masked out
+
+
+class _Session:
+    def __init__(self, run: object) -> None:
+        self.run = run
