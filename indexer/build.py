@@ -22,7 +22,7 @@ from indexer.models import FileReport, IndexReport, Passage
 from indexer.ranking import RowRanges
 from indexer.segment_writer import SegmentWriter
 from indexer.segments import plan_merge
-from indexer.settings import SentenceVectors, Settings
+from indexer.settings import PassageVectors, SentenceVectors, Settings
 from indexer.store import (
     FORMAT_VERSION,
     PASSAGE_VECTORS,
@@ -199,6 +199,12 @@ class IndexWriter:
         )
         # In context only where the model pools by mean; the manifest records what was done.
         self.sentence_mode: SentenceVectors = embedder.sentence_mode(settings.sentence_vectors)
+        # In-context sentences come from their passage's run: the passage is run anyway.
+        self.passage_mode: PassageVectors = (
+            "pooled"
+            if settings.passage_vectors == "pooled" and self.sentence_mode == "standalone"
+            else "standalone"
+        )
         self._cache = EmbeddingCache(
             cache_file(index_dir, settings.model, settings.backend), embedder.dimension
         )
@@ -215,6 +221,7 @@ class IndexWriter:
         return (
             previous.chunking == self.options.to_dict()
             and previous.sentence_vectors == self.sentence_mode
+            and previous.passage_vectors == self.passage_mode
         )
 
     def wants_ann(self, passages: int) -> bool:
@@ -334,7 +341,7 @@ class IndexWriter:
         """Embed a batch of documents (through the embedding cache) and add it to `segment`."""
         passages = [p for chunked, _ in documents for p in chunked.passages]
         texts = [passage_embedding_text(p) for p in passages]
-        passage_vectors, sentence_vectors, embedded = embed_cached(
+        passage_vectors, sentence_vectors, embedded, reused = embed_cached(
             self.embedder,
             self._cache,
             texts,
@@ -342,9 +349,10 @@ class IndexWriter:
             self.settings.batch_size,
             None,
             in_context=self.sentence_mode == "in-context",
+            pooled=self.passage_mode == "pooled",
         )
         self.report.embedded += embedded
-        self.report.reused_embeddings += len(passage_vectors) + len(sentence_vectors) - embedded
+        self.report.reused_embeddings += reused
         segment.add(documents, passage_vectors, sentence_vectors)
 
     def _finish(self, segment: SegmentWriter) -> SegmentEntry:
@@ -449,6 +457,7 @@ class IndexWriter:
                 sentences=sum(entry.live_sentences for entry in segments),
                 built_at=now_iso(),
                 sentence_vectors=self.sentence_mode,
+                passage_vectors=self.passage_mode,
                 segments=tuple(segments),
                 device=self.embedder.device,
             ),
