@@ -20,6 +20,7 @@ from indexer.loaders import document_id, find_files
 from indexer.loaders.isolated import IsolatedReader
 from indexer.models import FileReport, IndexReport, Passage
 from indexer.ranking import RowRanges
+from indexer.read_ahead import ReadAhead
 from indexer.segment_writer import SegmentWriter
 from indexer.segments import plan_merge
 from indexer.settings import PassageVectors, SentenceVectors, Settings
@@ -45,6 +46,7 @@ from indexer.vectors import AnnConfig, FaissVectorIndex, ann_config_for
 
 # Passages read before they are embedded and written together: enough for the embedder to
 # batch texts of similar length, few enough to bound memory whatever the collection's size.
+# While a batch embeds, at most as many more passages are read ahead.
 WRITE_BATCH = 512
 # Documents copied at once by a merge.
 MERGE_BATCH = 256
@@ -264,10 +266,24 @@ class IndexWriter:
         segment: SegmentWriter | None = None
         progress.start("Indexing files", len(discovery.files))
         try:
-            with IsolatedReader(root, max_bytes, settings.max_file_seconds) as reader:
-                for path in discovery.files:
+            with (
+                IsolatedReader(root, max_bytes, settings.max_file_seconds) as reader,
+                ReadAhead(
+                    lambda path: self._read(
+                        reader,
+                        path,
+                        document_id(path, root),
+                        old_records.get(document_id(path, root)),
+                        max_bytes,
+                    ),
+                    discovery.files,
+                    lambda loaded: len(loaded[0].passages) if loaded else 0,
+                    WRITE_BATCH,
+                ) as files,
+            ):
+                # The next files are read while a batch embeds (see indexer.read_ahead).
+                for path, loaded in files:
                     doc_id = document_id(path, root)
-                    loaded = self._read(reader, path, doc_id, old_records.get(doc_id), max_bytes)
                     progress.advance()
                     if loaded is None:
                         unchanged.add(doc_id)
