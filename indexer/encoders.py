@@ -24,9 +24,10 @@ ONNX_TOKENIZER = "tokenizer.json"
 
 Span = tuple[int, int]
 # The most tokens (rows x padded width) one ONNX run takes, whatever the batch size. Small
-# runs are faster on CPUs: on SciFact abstracts (AMD EPYC, 2 cores, int8) runs of at most
-# 512 tokens embedded passages and sentences about 2x faster than runs of 64 texts, and
-# 256 to 1,024 did about as well (bench/batching.py, BENCHMARKS.md).
+# runs are faster on this CPU: on SciFact abstracts (AMD EPYC, 2 cores, int8) runs of at
+# most 512 tokens embedded passages and sentences 1.3x faster than runs of 64 texts on a
+# quiet machine, about 2x under load; 256 to 1,024 did about as well (bench/batching.py,
+# BENCHMARKS.md).
 BATCH_TOKENS = 512
 
 
