@@ -6,7 +6,8 @@ is slow) is written as files and indexed from scratch into a fresh folder with a
 embedding cache; throughput counts passages per second of the whole run (reading, chunking,
 embedding passages and their sentences, writing), and also vectors (passages + sentences)
 per second; with `--sentence-vectors in-context` sentences are pooled from their passage's
-run instead of embedded on their own. The model is loaded before the clock starts.
+run instead of embedded on their own, with `--passage-vectors pooled` passages are pooled
+from their sentences' vectors instead. The model is loaded before the clock starts.
 
 Before each run the model's raw throughput is measured on the same texts: one pass of the
 passages alone through the same backend (longest first, so batches hold texts of similar
@@ -20,7 +21,7 @@ content.
     .venv/bin/python bench/indexing.py                      # full SciFact, torch on 1,000
     .venv/bin/python bench/indexing.py --backends onnx-int8 --docs 1000
     .venv/bin/python bench/indexing.py --backends onnx-int8 --docs 1000 \
-        --sentence-vectors standalone,in-context
+        --sentence-vectors standalone,in-context --passage-vectors standalone,pooled
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from common import (
 
 from indexer.build import build_index
 from indexer.embedding import load_embedder
-from indexer.settings import DEFAULT_MODEL, SentenceVectors, Settings
+from indexer.settings import DEFAULT_MODEL, PassageVectors, SentenceVectors, Settings
 
 
 def main() -> None:
@@ -61,6 +62,11 @@ def main() -> None:
         default="standalone",
         help="comma-separated: standalone, in-context (one run each per backend)",
     )
+    parser.add_argument(
+        "--passage-vectors",
+        default="standalone",
+        help="comma-separated: standalone, pooled (pooled only with standalone sentences)",
+    )
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(
@@ -72,20 +78,31 @@ def main() -> None:
     ways = [way.strip() for way in args.sentence_vectors.split(",") if way.strip()]
     if not ways or any(way not in get_args(SentenceVectors) for way in ways):
         parser.error(f"--sentence-vectors takes {', '.join(get_args(SentenceVectors))}")
+    pooling = [way.strip() for way in args.passage_vectors.split(",") if way.strip()]
+    if not pooling or any(way not in get_args(PassageVectors) for way in pooling):
+        parser.error(f"--passage-vectors takes {', '.join(get_args(PassageVectors))}")
+    # Pooled passages need standalone sentences (in context, the passage is run anyway).
+    combinations = [
+        (sentences, passages)
+        for sentences in ways
+        for passages in pooling
+        if passages == "standalone" or sentences == "standalone"
+    ]
     eval_set = scifact(args.scifact)
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="paracite-bench-", dir=args.work) as work:
-        for backend, way in [(backend, way) for backend in backends for way in ways]:
-            name = f"{backend}, {way}"
+        for backend, (way, passages) in [(b, c) for b in backends for c in combinations]:
+            name = f"{backend}, {way}" + (", pooled passages" if passages == "pooled" else "")
             limit = args.torch_docs if backend == "torch" and args.torch_docs else args.docs
-            corpus = Path(work) / f"corpus-{backend}-{way}"
+            corpus = Path(work) / f"corpus-{backend}-{way}-{passages}"
             documents = write_corpus(eval_set, corpus, limit or None)
             settings = Settings(
-                index=Path(work) / f"index-{backend}-{way}",
+                index=Path(work) / f"index-{backend}-{way}-{passages}",
                 model=args.model,
                 backend=backend,
                 sentence_vectors=way,
+                passage_vectors=passages,
                 batch_size=args.batch_size,
             )
             embedder = load_embedder(args.model, backend)

@@ -20,9 +20,10 @@ from indexer.loaders import document_id, find_files
 from indexer.loaders.isolated import IsolatedReader
 from indexer.models import FileReport, IndexReport, Passage
 from indexer.ranking import RowRanges
+from indexer.read_ahead import ReadAhead
 from indexer.segment_writer import SegmentWriter
 from indexer.segments import plan_merge
-from indexer.settings import SentenceVectors, Settings
+from indexer.settings import PassageVectors, SentenceVectors, Settings
 from indexer.store import (
     FORMAT_VERSION,
     PASSAGE_VECTORS,
@@ -45,6 +46,7 @@ from indexer.vectors import AnnConfig, FaissVectorIndex, ann_config_for
 
 # Passages read before they are embedded and written together: enough for the embedder to
 # batch texts of similar length, few enough to bound memory whatever the collection's size.
+# While a batch embeds, at most as many more passages are read ahead.
 WRITE_BATCH = 512
 # Documents copied at once by a merge.
 MERGE_BATCH = 256
@@ -199,6 +201,12 @@ class IndexWriter:
         )
         # In context only where the model pools by mean; the manifest records what was done.
         self.sentence_mode: SentenceVectors = embedder.sentence_mode(settings.sentence_vectors)
+        # In-context sentences come from their passage's run: the passage is run anyway.
+        self.passage_mode: PassageVectors = (
+            "pooled"
+            if settings.passage_vectors == "pooled" and self.sentence_mode == "standalone"
+            else "standalone"
+        )
         self._cache = EmbeddingCache(
             cache_file(index_dir, settings.model, settings.backend), embedder.dimension
         )
@@ -215,6 +223,7 @@ class IndexWriter:
         return (
             previous.chunking == self.options.to_dict()
             and previous.sentence_vectors == self.sentence_mode
+            and previous.passage_vectors == self.passage_mode
         )
 
     def wants_ann(self, passages: int) -> bool:
@@ -257,10 +266,24 @@ class IndexWriter:
         segment: SegmentWriter | None = None
         progress.start("Indexing files", len(discovery.files))
         try:
-            with IsolatedReader(root, max_bytes, settings.max_file_seconds) as reader:
-                for path in discovery.files:
+            with (
+                IsolatedReader(root, max_bytes, settings.max_file_seconds) as reader,
+                ReadAhead(
+                    lambda path: self._read(
+                        reader,
+                        path,
+                        document_id(path, root),
+                        old_records.get(document_id(path, root)),
+                        max_bytes,
+                    ),
+                    discovery.files,
+                    lambda loaded: len(loaded[0].passages) if loaded else 0,
+                    WRITE_BATCH,
+                ) as files,
+            ):
+                # The next files are read while a batch embeds (see indexer.read_ahead).
+                for path, loaded in files:
                     doc_id = document_id(path, root)
-                    loaded = self._read(reader, path, doc_id, old_records.get(doc_id), max_bytes)
                     progress.advance()
                     if loaded is None:
                         unchanged.add(doc_id)
@@ -334,7 +357,7 @@ class IndexWriter:
         """Embed a batch of documents (through the embedding cache) and add it to `segment`."""
         passages = [p for chunked, _ in documents for p in chunked.passages]
         texts = [passage_embedding_text(p) for p in passages]
-        passage_vectors, sentence_vectors, embedded = embed_cached(
+        passage_vectors, sentence_vectors, embedded, reused = embed_cached(
             self.embedder,
             self._cache,
             texts,
@@ -342,9 +365,10 @@ class IndexWriter:
             self.settings.batch_size,
             None,
             in_context=self.sentence_mode == "in-context",
+            pooled=self.passage_mode == "pooled",
         )
         self.report.embedded += embedded
-        self.report.reused_embeddings += len(passage_vectors) + len(sentence_vectors) - embedded
+        self.report.reused_embeddings += reused
         segment.add(documents, passage_vectors, sentence_vectors)
 
     def _finish(self, segment: SegmentWriter) -> SegmentEntry:
@@ -449,6 +473,7 @@ class IndexWriter:
                 sentences=sum(entry.live_sentences for entry in segments),
                 built_at=now_iso(),
                 sentence_vectors=self.sentence_mode,
+                passage_vectors=self.passage_mode,
                 segments=tuple(segments),
                 device=self.embedder.device,
             ),

@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 ONNX_TOKENIZER = "tokenizer.json"
 
 Span = tuple[int, int]
+# The most tokens (rows x padded width) one ONNX run takes, whatever the batch size. Small
+# runs are faster on this CPU: on SciFact abstracts (AMD EPYC, 2 cores, int8) runs of at
+# most 512 tokens embedded passages and sentences 1.3x faster than runs of 64 texts on a
+# quiet machine, about 2x under load; 256 to 1,024 did about as well (bench/batching.py,
+# BENCHMARKS.md).
+BATCH_TOKENS = 512
 
 
 class Encoder(Protocol):
@@ -43,6 +49,19 @@ class Encoder(Protocol):
     ) -> tuple[np.ndarray, list[np.ndarray]]: ...
 
     def count_tokens(self, texts: list[str]) -> list[int]: ...
+
+
+def token_batches(lengths: np.ndarray, most_rows: int, most_tokens: int) -> Iterator[slice]:
+    """Consecutive runs of texts whose `lengths` (in tokens, longest first) fit a batch:
+    at most `most_rows` texts and `most_tokens` tokens once padded to the longest; a text
+    longer than the budget goes alone."""
+    start = 0
+    while start < len(lengths):
+        width = max(int(lengths[start]), 1)
+        count = max(1, min(most_rows, most_tokens // width))
+        stop = min(start + count, len(lengths))
+        yield slice(start, stop)
+        start = stop
 
 
 def pool_spans(
@@ -179,6 +198,7 @@ class OnnxEncoder:
         self.inputs: list[str] = list(meta["inputs"])
         self.pad_id = int(meta.get("pad_id", 0))
         self.pools_spans = bool(meta.get("pools_spans", False))
+        self.batch_tokens = BATCH_TOKENS
         counting: Tokenizer = Tokenizer.from_file(str(folder / ONNX_TOKENIZER))
         counting.no_padding()
         counting.no_truncation()
@@ -239,8 +259,8 @@ class OnnxEncoder:
         lengths = np.array([len(item.ids) for item in encoded])
         order = np.argsort(-lengths, kind="stable")
         outputs = ["sentence_embedding", "token_embeddings"] if with_tokens else None
-        for start in range(0, len(order), max(batch_size, 1)):
-            rows = order[start : start + batch_size]
+        for batch in token_batches(lengths[order], batch_size, self.batch_tokens):
+            rows = order[batch]
             width = int(lengths[rows].max())
             ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)

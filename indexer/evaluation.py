@@ -695,6 +695,7 @@ class EvalReport:
                 "sentences": stats.sentences,
                 "chunking": stats.chunking,
                 "sentence_vectors": stats.sentence_vectors,
+                "passage_vectors": stats.passage_vectors,
                 "build_seconds": round(self.build.seconds, 2),
                 "embedded": self.build.embedded,
                 "reused_embeddings": self.build.reused_embeddings,

@@ -285,6 +285,7 @@ class IndexStats:
     format_version: int
     chunking: dict[str, Any]
     sentence_vectors: str = "standalone"
+    passage_vectors: str = "standalone"
     device: str = "cpu"  # where the model that built the index ran
 
     def to_dict(self) -> dict[str, Any]:
@@ -297,6 +298,7 @@ class IndexStats:
             "passages": self.passages,
             "sentences": self.sentences,
             "sentence_vectors": self.sentence_vectors,
+            "passage_vectors": self.passage_vectors,
             "device": self.device,
             "built_at": self.built_at,
             "format_version": self.format_version,

@@ -20,6 +20,7 @@ def default_cache_dir() -> Path:
 
 Backend = Literal["torch", "onnx", "onnx-int8"]
 SentenceVectors = Literal["standalone", "in-context"]
+PassageVectors = Literal["standalone", "pooled"]
 
 
 class Settings(BaseSettings):
@@ -55,7 +56,20 @@ class Settings(BaseSettings):
             "slightly worse; needs a mean-pooling model)."
         ),
     )
-    batch_size: int = Field(64, ge=1, le=4096, description="Texts embedded per batch.")
+    passage_vectors: PassageVectors = Field(
+        "standalone",
+        description=(
+            "How passages are embedded: standalone (each passage run through the model, the "
+            "default), or pooled (the mean of its sentences' vectors and its title's, so the "
+            "model reads each token once; only with standalone sentence vectors)."
+        ),
+    )
+    batch_size: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Most texts embedded per batch (ONNX batches also hold at most 512 tokens).",
+    )
     max_file_mb: float = Field(
         20.0, gt=0, description="Files larger than this (in MB) are skipped with a reason."
     )

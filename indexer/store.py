@@ -150,6 +150,8 @@ class Manifest:
     built_at: str
     # How sentence vectors were made (see indexer.embedding); older indexes made them alone.
     sentence_vectors: str = "standalone"
+    # How passage vectors were made: run through the model, or pooled from their sentences'.
+    passage_vectors: str = "standalone"
     segments: tuple[SegmentEntry, ...] = ()
     # Where the model of the indexing run that wrote this generation ran ("cpu", "cuda:0").
     device: str = "cpu"
@@ -190,6 +192,7 @@ class Manifest:
             format_version=self.format_version,
             chunking=self.chunking,
             sentence_vectors=self.sentence_vectors,
+            passage_vectors=self.passage_vectors,
             device=self.device,
         )
 

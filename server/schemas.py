@@ -158,6 +158,7 @@ class HealthResponse(BaseModel):
     passages: int
     sentences: int
     sentence_vectors: str
+    passage_vectors: str
     device: str
     built_at: str
     format_version: int

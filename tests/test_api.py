@@ -203,7 +203,8 @@ def test_healthz_fields_are_exactly_those_the_readme_shows(
     data = client.get("/healthz").json()
     types = {
         "status": str, "model": str, "backend": str, "dimension": int, "documents": int,
-        "passages": int, "sentences": int, "sentence_vectors": str, "device": str,
+        "passages": int, "sentences": int, "sentence_vectors": str, "passage_vectors": str,
+        "device": str,
         "built_at": str, "format_version": int, "chunking": dict,
     }  # fmt: skip
     assert set(data) == set(types)

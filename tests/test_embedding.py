@@ -18,6 +18,7 @@ from cache_helpers import fresh_cache_dir
 from indexer import embedding, encoders, onnx_export
 from indexer.embedding import Embedder, load_embedder
 from indexer.embedding_cache import EmbeddingCache
+from indexer.encoders import Span
 from indexer.errors import ModelUnavailable
 from indexer.onnx_export import ONNX_FP32
 from indexer.settings import DEFAULT_MODEL
@@ -427,7 +428,7 @@ def test_models_that_pool_otherwise_embed_each_sentence_alone(tmp_path: Path) ->
     texts = ["one two. three", "four five six."]
     spans = [[(0, 8), (9, 14)], [(0, 14)]]
     progress: list[int] = []
-    vectors, sentences, embedded = embedding.embed_cached(
+    vectors, sentences, embedded, _ = embedding.embed_cached(
         embedder, cache, texts, spans, 8, progress.append, in_context=True
     )
     assert vectors[:, 0].tolist() == [14.0, 14.0]
@@ -441,17 +442,17 @@ def test_cache_keys_a_sentence_by_its_passage(tmp_path: Path, torch_embedder: Em
     shared = "It was founded in 1850."
     texts = [f"Harvard is a university. {shared}", f"Acme makes anvils. {shared}"]
     spans = [[(25, len(texts[0]))], [(19, len(texts[1]))]]
-    _, sentences, embedded = embedding.embed_cached(
+    _, sentences, embedded, _ = embedding.embed_cached(
         torch_embedder, cache, texts, spans, 8, in_context=True
     )
     assert embedded == 4
     assert float(sentences[0] @ sentences[1]) < 0.99  # "It" differs between the two passages
-    _, again, embedded = embedding.embed_cached(
+    _, again, embedded, _ = embedding.embed_cached(
         torch_embedder, cache, texts, spans, 8, in_context=True
     )
     assert embedded == 0
     np.testing.assert_allclose(again, sentences, atol=1e-6)
-    _, alone, embedded = embedding.embed_cached(torch_embedder, cache, texts, spans, 8)
+    _, alone, embedded, _ = embedding.embed_cached(torch_embedder, cache, texts, spans, 8)
     assert embedded == 1  # standalone, the shared sentence is one text, embedded once
     np.testing.assert_allclose(alone[0], alone[1])
     cache.close()
@@ -500,3 +501,97 @@ def test_an_index_says_which_device_built_it(
     monkeypatch.setattr(embedder.encoder, "device", "cuda:0", raising=False)
     build_index(docs, Settings(index=tmp_path / "gpu"), embedder=embedder)
     assert read_stats(tmp_path / "gpu").to_dict()["device"] == "cuda:0"
+
+
+def test_token_batches_cap_the_texts_and_the_padded_tokens_of_a_run() -> None:
+    lengths = np.array([300, 200, 100, 100, 50, 50, 50, 10])
+    batches = list(encoders.token_batches(lengths, 3, 256))
+    assert [(b.start, b.stop) for b in batches] == [(0, 1), (1, 2), (2, 4), (4, 7), (7, 8)]
+    # Rows x widest row within the budget, unless a text alone is longer than it.
+    assert all(
+        (b.stop - b.start) * lengths[b.start] <= 256 or b.stop - b.start == 1 for b in batches
+    )
+    assert list(encoders.token_batches(np.array([5] * 10), 4, 10**6))[-1] == slice(8, 10)
+
+
+def test_onnx_runs_are_cut_to_the_token_budget_without_changing_vectors(
+    onnx_embedders: dict[str, Embedder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = onnx_embedders["onnx"]
+    encoder = loaded.encoder
+    assert isinstance(encoder, encoders.OnnxEncoder)
+    shapes: list[tuple[int, int]] = []
+    run = encoder.session.run
+
+    def recording(names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        shapes.append(feed["input_ids"].shape)
+        return run(names, feed)
+
+    monkeypatch.setattr(encoder, "session", _Session(recording))
+    monkeypatch.setattr(encoder, "batch_tokens", 1 << 30)
+    whole = loaded.embed(SENTENCES, 64)
+    assert len(shapes) == 1
+    shapes.clear()
+    monkeypatch.setattr(encoder, "batch_tokens", 40)
+    cut = loaded.embed(SENTENCES, 64)
+    assert len(shapes) > 2 and all(rows * width <= 40 or rows == 1 for rows, width in shapes)
+    np.testing.assert_allclose(cut, whole, atol=1e-4)  # float32: padding is masked out
+
+
+class _Session:
+    def __init__(self, run: object) -> None:
+        self.run = run
+
+
+def _titled(title: str, body: str, spans: list[tuple[int, int]]) -> tuple[str, list[Span]]:
+    """A passage as the indexer embeds it: its title, a line break, its text."""
+    shift = len(title) + 1
+    return f"{title}\n{body}", [(a + shift, b + shift) for a, b in spans]
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_pooled_passage_vectors_are_the_token_weighted_mean_of_title_and_sentences(
+    backend: str, tmp_path: Path, onnx_embedders: dict[str, Embedder], torch_embedder: Embedder
+) -> None:
+    loaded = torch_embedder if backend == "torch" else onnx_embedders[backend]
+    cache = EmbeddingCache(tmp_path / "cache.sqlite", loaded.dimension)
+    text, spans = _titled("Marie Curie", PASSAGE, PASSAGE_SPANS)
+    other, other_spans = _titled("Eiffel Tower", "The tower is in Paris.", [(0, 22)])
+    pooled, sentences, computed, reused = embedding.embed_cached(
+        loaded, cache, [text, other], [spans, other_spans], 8, pooled=True
+    )
+    assert (computed, reused) == (6, 0)  # 2 titles and 4 sentences; no passage was run
+    pieces = ["Marie Curie", *(text[a:b] for a, b in spans)]
+    alone = loaded.embed(pieces)
+    np.testing.assert_allclose(sentences[:3], alone[1:], atol=1e-4)
+    weights = np.array(loaded.count_tokens(pieces), dtype=np.float32) + 2
+    expected = weights @ alone
+    np.testing.assert_allclose(pooled[0], expected / np.linalg.norm(expected), atol=1e-4)
+    # Near what the model gives the whole passage: each finds the other's first.
+    whole = loaded.embed([text, other])
+    assert ((pooled @ whole.T).argmax(axis=1) == [0, 1]).all()
+    assert ((pooled * whole).sum(axis=1) > 0.8).all()
+    cache.close()
+
+
+def test_pooling_embeds_each_title_once_and_runs_texts_without_spans_whole(
+    tmp_path: Path,
+) -> None:
+    encoder = _MeanOfWordsEncoder()
+    embedder = Embedder("fake", "onnx", encoder)  # type: ignore[arg-type]
+    cache = EmbeddingCache(tmp_path / "cache.sqlite", 2)
+    first, first_spans = _titled("Cats", "Cats purr. Cats nap.", [(0, 10), (11, 20)])
+    second, second_spans = _titled("Cats", "Cats nap.", [(0, 9)])
+    texts, spans = [first, second, "no sentences"], [first_spans, second_spans, []]
+    progress: list[int] = []
+    vectors, _, computed, reused = embedding.embed_cached(
+        embedder, cache, texts, spans, 8, progress.append, pooled=True
+    )
+    assert sorted(encoder.texts) == ["Cats", "Cats nap.", "Cats purr.", "no sentences"]
+    assert (computed, reused, sum(progress)) == (4, 1, 6)
+    assert np.allclose(np.linalg.norm(vectors[:2], axis=1), 1.0)  # pooled
+    assert vectors[2].tolist() == [12.0, 1.0]  # the fake model's vector of "no sentences"
+    # In context, sentences come from their passage's run: the passage is run, not pooled.
+    encoder.texts.clear()
+    embedding.embed_cached(embedder, cache, texts, spans, 8, pooled=True, in_context=True)
+    assert encoder.texts == []  # a model that does not mean-pool: standalone, all cached

@@ -21,6 +21,7 @@ from indexer.retrieval import Searcher
 from indexer.settings import Settings
 from indexer.store import (
     MANIFEST,
+    PASSAGE_VECTORS,
     SENTENCE_VECTORS,
     current_generation,
     live_segments,
@@ -415,3 +416,50 @@ def test_an_index_chunked_by_older_loaders_or_splitter_is_read_again(
         (generation / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
         again = build_index(docs, settings, embedder=embedder)
         assert not again.up_to_date and again.embedded == 0  # re-read; vectors from the cache
+
+
+def test_pooled_passage_vectors_are_recorded_and_a_changed_setting_rebuilds(
+    make_settings, seeds_copy: Path, embedder: Embedder, seed_index: Path
+) -> None:
+    settings = make_settings(passage_vectors="pooled")
+    first = build_index(seeds_copy, settings, embedder=embedder)
+    generation = current_generation(settings.index)
+    assert generation is not None
+    manifest = json.loads((generation / MANIFEST).read_text())
+    assert (manifest["passage_vectors"], manifest["sentence_vectors"]) == ("pooled", "standalone")
+    # The model read sentences and the two titles, never a passage whole.
+    assert first.embedded < manifest["passages"] + manifest["sentences"]
+    pooled = Searcher.open(settings.index, embedder)
+    try:
+        assert pooled.stats().passage_vectors == "pooled"
+        read_pooled, read_whole = (
+            FaissVectorIndex.open(live_segments(index)[0] / PASSAGE_VECTORS)
+            for index in (settings.index, seed_index)
+        )
+        everything = np.arange(len(read_pooled))
+        similarity = read_pooled.vectors(everything) @ read_whole.vectors(everything).T
+        # A passage's pooled vector finds its own whole reading first (a ranking, no floor).
+        finds_itself = similarity.argmax(axis=1) == everything
+        assert finds_itself.mean() >= 0.9, np.flatnonzero(~finds_itself)
+        result = pooled.ask("How many documents from Pyongyang were examined?")
+        assert result.answer is not None and "54 documents" in result.answer.text
+    finally:
+        pooled.close()
+
+    # Switching back runs the passages through the model, though no file changed.
+    back = build_index(seeds_copy, make_settings(), embedder=embedder)
+    assert not back.up_to_date and back.embedded == manifest["passages"]
+    assert build_index(seeds_copy, make_settings(), embedder=embedder).up_to_date
+    # In context, sentences come from their passage's run: passages are run, not pooled.
+    build_index(
+        seeds_copy,
+        make_settings(passage_vectors="pooled", sentence_vectors="in-context"),
+        embedder=embedder,
+    )
+    generation = current_generation(settings.index)
+    assert generation is not None
+    manifest = json.loads((generation / MANIFEST).read_text())
+    assert (manifest["passage_vectors"], manifest["sentence_vectors"]) == (
+        "standalone",
+        "in-context",
+    )

@@ -383,3 +383,27 @@ def test_a_server_moving_to_a_new_generation_reopens_only_new_segments(
     finally:
         before.close()
         after.close()
+
+
+@pytest.mark.parametrize("passages", ["standalone", "pooled"])
+def test_a_text_met_again_in_a_later_batch_of_the_run_is_not_embedded_again(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch, passages: str
+) -> None:
+    docs = tmp_path / "docs"
+    shared = "Tides follow the moon. They rise twice a day."
+    for name in ("a/notes.txt", "b/notes.txt", "c/notes.txt"):  # one title, "notes"
+        _write(docs, name, f"{shared}\n\nOnly {name} says this.")
+    monkeypatch.setattr(build_module, "WRITE_BATCH", 1)  # one file per batch
+    embedded: list[str] = []
+    encode = embedder.encoder.encode
+
+    def recording(texts: list[str], batch_size: int) -> object:
+        embedded.extend(texts)
+        return encode(texts, batch_size)
+
+    monkeypatch.setattr(embedder.encoder, "encode", recording)
+    report = build_index(
+        docs, _settings(tmp_path, "idx", passage_vectors=passages), embedder=embedder
+    )
+    assert len(embedded) == len(set(embedded)) == report.embedded
+    assert embedded.count("Tides follow the moon.") == 1
