@@ -308,6 +308,7 @@ class _Term:
     idf: np.float32
     bound: float  # at most what the term adds to any row's score
     parts: tuple[_TermPart, ...]
+    postings: int  # over every part
 
 
 class LexicalIndex:
@@ -353,7 +354,7 @@ class LexicalIndex:
             if frequency == 0:
                 continue
             idf = np.float32(np.log1p((total_rows - frequency + 0.5) / (frequency + 0.5)))
-            found.append(_Term(idf, float(idf) * bound, tuple(parts)))
+            found.append(_Term(idf, float(idf) * bound, tuple(parts), frequency))
         return LexicalQuery(found, self._norm, self._buffers, self._deleted)
 
     def top(self, terms: list[str], n: int) -> RowScores:
@@ -392,8 +393,8 @@ class LexicalQuery:
         self._best = RowScores.empty()  # the largest top(n) asked for so far
         self._best_n = 0
         self.postings_read = 0  # postings read through (not looked up) to find the best
-        self.postings = sum(len(part.rows) for term in terms for part in term.parts)
-        self._every = self.every() if self.postings < PRUNE_FROM_POSTINGS else None
+        self.postings = sum(term.postings for term in terms)
+        self._every = self._every_match() if self.postings < PRUNE_FROM_POSTINGS else None
 
     def top(self, n: int) -> RowScores:
         """The `n` best rows, best first."""
@@ -428,15 +429,14 @@ class LexicalQuery:
 
     def every(self) -> LexicalMatches:
         """Every row holding one of the terms, with its score (for filters over all rows)."""
-        rows_parts = [
-            part.rows + np.int64(part.base) if part.base else part.rows
-            for term in self._terms
-            for part in term.parts
-        ]
-        score_parts = [self._scored(term, part) for term in self._terms for part in term.parts]
-        if not rows_parts:
+        return self._every if self._every is not None else self._every_match()
+
+    def _every_match(self) -> LexicalMatches:
+        if not self._terms:
             return LexicalMatches.empty()
-        rows, scores = np.concatenate(rows_parts), np.concatenate(score_parts)
+        postings = [self._postings(term) for term in self._terms]
+        rows = np.concatenate([term_rows for term_rows, _ in postings])
+        scores = np.concatenate([term_scores for _, term_scores in postings])
         if len(rows) * DENSE_SUM_FACTOR >= self._total_rows:
             # Many postings: summing into one slot per row beats sorting them; BM25 scores
             # are positive, so the rows with a sum are the rows that match.
@@ -486,11 +486,10 @@ class LexicalQuery:
     def _add_to_seen(self, summed: np.ndarray, term: _Term, rows: np.ndarray) -> None:
         """Add `term`'s scores to `summed` for `rows` (rows seen before; others seen may
         get theirs too): looked up when there are few rows, else read off its postings."""
-        postings = sum(len(part.rows) for part in term.parts)
-        if len(rows) * LOOKUP_FACTOR < postings:
+        if len(rows) * LOOKUP_FACTOR < term.postings:
             summed[rows] += self._looked_up(term, rows)
             return
-        self.postings_read += postings
+        self.postings_read += term.postings
         for part in term.parts:
             holding = part.rows.astype(np.int64) + part.base
             seen = np.flatnonzero(summed[holding] > 0)
@@ -515,13 +514,13 @@ class LexicalQuery:
             full = full + self._looked_up(term, rows[pick])
         known.add(rows[pick], full)
 
-    def _scored(self, term: _Term, part: _TermPart) -> np.ndarray:
-        return self._norm.scores(part.counts, part.segment.row_lengths[part.rows], term.idf)
-
     def _postings(self, term: _Term) -> tuple[np.ndarray, np.ndarray]:
         """Every row holding `term` (ascending) and its score."""
         rows = [part.rows.astype(np.int64) + part.base for part in term.parts]
-        scores = [self._scored(term, part) for part in term.parts]
+        scores = [
+            self._norm.scores(part.counts, part.segment.row_lengths[part.rows], term.idf)
+            for part in term.parts
+        ]
         if len(rows) == 1:
             return rows[0], scores[0]
         return np.concatenate(rows), np.concatenate(scores)

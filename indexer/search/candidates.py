@@ -46,13 +46,15 @@ class CandidateStage:
     def run(self, query: Query, per_signal: int | None = None) -> Candidates:
         """The candidate passages of `query`, with their passage-level signals."""
         n = per_signal or self.per_signal
-        passage_matches: LexicalScores = self.lexical.match(query.terms)
-        sentence_matches: LexicalScores = self.sentence_lexical.match(query.terms)
+        passage_query = self.lexical.match(query.terms)
+        sentence_query = self.sentence_lexical.match(query.terms)
+        passage_matches: LexicalScores = passage_query
+        sentence_matches: LexicalScores = sentence_query
         if query.allowed is not None:
             # Only the allowed rows count, the best score (the normaliser) too.
-            passages = self.lexical.match(query.terms).every()
+            passages = passage_query.every()
             passage_matches = passages.only(query.allowed.contains(passages.rows))
-            sentences = self.sentence_lexical.match(query.terms).every()
+            sentences = sentence_query.every()
             holding_rows = self._passages_of(sentences.rows)
             sentence_matches = sentences.only(query.allowed.contains(holding_rows))
         dense = self.passage_vectors.search(query.vector, n, within=query.allowed)
