@@ -352,10 +352,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.existing is not None:
-        ask_again(args.existing, args.scifact, args.questions)
+        asked = [q.text for q in load_eval_set(args.scifact, "beir", "train").questions]
+        ask_again(args.existing, asked[: args.questions])
         existing = Settings(index=args.existing)
-        questions = [q.text for q in load_eval_set(args.scifact, "beir", "train").questions]
-        print(json.dumps(over_http(existing, None, questions[: args.questions])), flush=True)
+        print(json.dumps(over_http(existing, None, asked[: args.questions])), flush=True)
         return
 
     settings = Settings()
@@ -408,12 +408,11 @@ def main() -> None:
         print_table(columns, [[row.get(c) for c in columns] for row in rows], args.markdown)
 
 
-def ask_again(index_dir: Path, scifact: Path, count: int, passes: int = 3) -> None:
+def ask_again(index_dir: Path, questions: list[str], passes: int = 3) -> None:
     """Question latency in process over an existing index, pass after pass (one JSON line
     each)."""
     settings = Settings()
     embedder = load_embedder(settings.model, settings.backend, for_queries=True)
-    questions = [q.text for q in load_eval_set(scifact, "beir", "train").questions[:count]]
     print(machine_note(), file=sys.stderr, flush=True)
     searcher = Searcher.open(index_dir, embedder)
     try:
