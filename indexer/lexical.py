@@ -160,7 +160,7 @@ class LexicalSegment:
                 if bounds_file.is_file()
                 else None
             )
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, EOFError) as error:
             message = f"lexical index {path} is unreadable: {error}; {REBUILD_HINT}"
             raise IndexCorrupt(message) from error
         term_starts, posting_rows, posting_counts, row_lengths = arrays

@@ -813,7 +813,7 @@ def read_sentence_offsets(generation: Path) -> np.ndarray:
     path = generation / SENTENCE_OFFSETS
     try:
         offsets = np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError) as error:
         raise IndexCorrupt(f"cannot read {path}: {error}; {REBUILD_HINT}") from error
     if offsets.ndim != 1 or len(offsets) == 0:
         raise IndexCorrupt(f"{path} is malformed; {REBUILD_HINT}")

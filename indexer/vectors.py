@@ -252,7 +252,7 @@ class FaissVectorIndex:
         """
         try:
             mapped = np.load(path, mmap_mode="r")
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, EOFError) as error:
             raise IndexCorrupt(f"cannot read vectors {path}: {error}; {REBUILD_HINT}") from error
         if mapped.ndim != 2:
             raise IndexCorrupt(f"vectors {path} are not a matrix; {REBUILD_HINT}")

@@ -31,6 +31,7 @@ from indexer.retrieval import Searcher
 from indexer.settings import Settings
 from indexer.store import (
     PASSAGE_VECTORS,
+    SENTENCE_OFFSETS,
     SENTENCE_VECTORS,
     current_generation,
     live_segments,
@@ -545,3 +546,25 @@ def test_an_ann_structure_built_from_the_vector_file_equals_one_built_in_memory(
         found = [index.search(query.reshape(1, -1), 10) for index in (from_file, in_memory)]
         np.testing.assert_array_equal(found[0][1], found[1][1])
         np.testing.assert_allclose(found[0][0], found[1][0])
+
+
+@pytest.mark.parametrize("name", ["term_bounds.npy", "posting_rows.npy", "row_lengths.npy"])
+def test_an_empty_lexical_array_file_is_a_damaged_index(tmp_path: Path, name: str) -> None:
+    """numpy raises EOFError on an empty .npy file: it must read as IndexCorrupt (a 503 and
+    the rebuild hint), not escape as a crash."""
+    LexicalSegment.write(tmp_path / "lex", ROWS)
+    (tmp_path / "lex" / name).write_bytes(b"")
+    with pytest.raises(IndexCorrupt, match="rebuild"):
+        LexicalSegment.open(tmp_path / "lex", len(ROWS))
+
+
+def test_an_empty_vector_file_is_a_damaged_index(tmp_path: Path) -> None:
+    (tmp_path / "v.npy").write_bytes(b"")
+    with pytest.raises(IndexCorrupt, match="rebuild"):
+        FaissVectorIndex.open(tmp_path / "v.npy")
+
+
+def test_an_empty_sentence_offsets_file_is_a_damaged_index(tmp_path: Path) -> None:
+    (tmp_path / SENTENCE_OFFSETS).write_bytes(b"")
+    with pytest.raises(IndexCorrupt, match="rebuild"):
+        read_sentence_offsets(tmp_path)
