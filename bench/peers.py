@@ -18,6 +18,7 @@ made before the clock starts (as on any run after the first), its embedding cach
 
     .venv/bin/python bench/peers.py --setup          # once: the peers' virtualenv
     .venv/bin/python bench/peers.py --markdown       # 1,227 abstracts, 300 questions
+    .venv/bin/python bench/peers.py --markdown --rounds 3   # medians of three rounds
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -127,7 +129,15 @@ def main() -> None:
     parser.add_argument("--peers", default="paracite,txtai,haystack", help="comma-separated")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every peer this many times, each round in a rotated order; report medians",
+    )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
 
     if args.setup:
         setup_venv(args.venv)
@@ -135,18 +145,29 @@ def main() -> None:
     eval_set = load_eval_set(args.scifact, "beir", "train")
     chosen = choose_subset(eval_set, args.docs, args.queries, args.seed)
     peers = [name.strip() for name in args.peers.split(",") if name.strip()]
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="paracite-peers-") as work:
-        work_dir = Path(work)
-        for peer in peers:
-            if peer == "paracite":
-                row = run_paracite(chosen, work_dir)
-            else:
-                row = run_peer(peer, chosen, work_dir, args.venv)
-            rows.append(row)
-            print(f"{peer}: done", file=sys.stderr)
+    rounds: list[list[dict[str, object]]] = []
+    for number in range(args.rounds):
+        # Rotated so that no peer always runs first (or last) as the machine's load drifts.
+        order = peers[number % len(peers) :] + peers[: number % len(peers)]
+        by_peer: dict[str, dict[str, object]] = {}
+        with tempfile.TemporaryDirectory(prefix="paracite-peers-") as work:
+            work_dir = Path(work)
+            for peer in order:
+                if peer == "paracite":
+                    by_peer[peer] = run_paracite(chosen, work_dir)
+                else:
+                    by_peer[peer] = run_peer(peer, chosen, work_dir, args.venv)
+                print(f"round {number + 1}: {peer} done", file=sys.stderr)
+        rounds.append([by_peer[peer] for peer in peers])
+    rows = [median_row([one[position] for one in rounds]) for position in range(len(peers))]
+    ratios = docs_per_second_ratios(rounds)
     if args.json:
-        print(json.dumps({"rows": rows, "machine": machine_note()}, indent=2))
+        print(
+            json.dumps(
+                {"rows": rows, "rounds": rounds, "ratios": ratios, "machine": machine_note()},
+                indent=2,
+            )
+        )
         return
     print(machine_note())
     print(
@@ -165,6 +186,33 @@ def main() -> None:
         for row in rows
     ]
     print_table(headers, table, args.markdown)
+    if args.rounds > 1:
+        print(f"\nMedians of {args.rounds} rounds. paracite's docs/s over each peer's, per round:")
+        for peer, values in ratios.items():
+            listed = ", ".join(f"{value:.2f}" for value in values)
+            print(f"- {peer}: {listed} (median {statistics.median(values):.2f})")
+
+
+def median_row(runs: list[dict[str, object]]) -> dict[str, object]:
+    """One peer's row with every figure the median over its rounds."""
+    row = dict(runs[0])
+    for key in ("index_seconds", "docs_per_second", "question_p50_ms", "ndcg_at_10"):
+        row[key] = statistics.median(float(run[key]) for run in runs)  # type: ignore[arg-type]
+    return row
+
+
+def docs_per_second_ratios(rounds: list[list[dict[str, object]]]) -> dict[str, list[float]]:
+    """paracite's documents per second over each other peer's, one ratio per round."""
+    ratios: dict[str, list[float]] = {}
+    for one in rounds:
+        ours = next((row for row in one if row["peer"] == "paracite"), None)
+        if ours is None:
+            return {}
+        for row in one:
+            if row is not ours:
+                ratio = float(ours["docs_per_second"]) / float(row["docs_per_second"])  # type: ignore[arg-type]
+                ratios.setdefault(str(row["peer"]), []).append(ratio)
+    return ratios
 
 
 def setup_venv(venv: Path) -> None:
