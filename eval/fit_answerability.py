@@ -45,8 +45,12 @@ from indexer.settings import Settings
 
 NAMES = AnswerEvidence.names()
 # The answered-rate on normal questions the threshold must keep (issue 14: at least 0.93),
-# with a little room so that held-out questions stay above it.
-KEEP_ANSWERED = 0.94
+# with room so that held-out questions stay above it: fitted on half of the articles at
+# 0.94, the other half answered as few as 0.917 (articles differ in how sure their
+# answers look), so the threshold keeps 0.95.
+KEEP_ANSWERED = 0.95
+# The normal answered-rate at which models are compared (issue 14's floor).
+COMPARE_AT = 0.93
 PENALTY = 1.0  # L2 on the coefficients (not the intercept), against ~11,000 examples
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.0, 0.951, 0.05))
 
@@ -57,6 +61,9 @@ class Asked:
 
     article: int
     correct: bool  # the normal ask's best sentence holds a gold answer
+    # The withheld ask's best sentence holds a gold answer all the same (the article says it
+    # twice): such an answer is not wrong, though it counts as answered-withheld.
+    withheld_correct: bool
     normal: np.ndarray  # features, NaN when nothing passed the cosine gate
     withheld: np.ndarray
 
@@ -83,6 +90,8 @@ def collect(path: Path, cache: Path) -> list[Asked]:
                 Asked(
                     article_of[doc_id],
                     normal is not None and answer_matches(normal.candidate.text, question.answers),
+                    withheld is not None
+                    and answer_matches(withheld.candidate.text, question.answers),
                     np.array(normal.evidence.values()) if normal else nothing,
                     np.array(withheld.evidence.values()) if withheld else nothing,
                 )
@@ -133,13 +142,24 @@ def at_threshold(asked: Sequence[Asked], normal: np.ndarray, withheld: np.ndarra
     """The three measures of issue 14 when answers need confidence >= t."""
     answered = normal >= t
     correct = np.array([a.correct for a in asked])
+    withheld_correct = np.array([a.withheld_correct for a in asked])
+    answered_withheld = withheld >= t
     return {
-        "threshold": t,
+        "threshold": round(float(t), 4),
         "answered": round(float(answered.mean()), 4),
         "accuracy_answered": round(float(correct[answered].mean()), 4) if answered.any() else None,
         "accuracy_all": round(float((correct & answered).mean()), 4),
-        "answered_withheld": round(float((withheld >= t).mean()), 4),
+        "answered_withheld": round(float(answered_withheld.mean()), 4),
+        "answered_withheld_holding_gold": round(
+            float((answered_withheld & withheld_correct).mean()), 4
+        ),
     }
+
+
+def at_answered(asked: Sequence[Asked], normal: np.ndarray, withheld: np.ndarray, rate: float):
+    """The measures at the threshold (any value, not rounded) that answers `rate` of the
+    normal questions: how models compare at one answered-rate."""
+    return at_threshold(asked, normal, withheld, float(np.quantile(normal, 1 - rate)))
 
 
 def score(asked: Sequence[Asked], intercept: float, coefficients: np.ndarray):
@@ -166,6 +186,9 @@ def evaluate_fit(train: Sequence[Asked], test: Sequence[Asked]) -> dict:
         "threshold": threshold,
         "train": at_threshold(train, *score(train, intercept, coefficients), threshold),
         "held_out": at_threshold(test, *score(test, intercept, coefficients), threshold),
+        f"held_out_at_answered_{COMPARE_AT}": at_answered(
+            test, *score(test, intercept, coefficients), COMPARE_AT
+        ),
     }
 
 
@@ -179,9 +202,14 @@ def main() -> None:
     if args.features and args.features.exists():
         saved = np.load(args.features)
         asked = [
-            Asked(int(article), bool(correct), normal, withheld)
-            for article, correct, normal, withheld in zip(
-                saved["article"], saved["correct"], saved["normal"], saved["withheld"], strict=True
+            Asked(int(article), bool(correct), bool(withheld_correct), normal, withheld)
+            for article, correct, withheld_correct, normal, withheld in zip(
+                saved["article"],
+                saved["correct"],
+                saved["withheld_correct"],
+                saved["normal"],
+                saved["withheld"],
+                strict=True,
             )
         ]
     else:
@@ -191,6 +219,7 @@ def main() -> None:
                 args.features,
                 article=np.array([a.article for a in asked]),
                 correct=np.array([a.correct for a in asked]),
+                withheld_correct=np.array([a.withheld_correct for a in asked]),
                 normal=np.array([a.normal for a in asked]),
                 withheld=np.array([a.withheld for a in asked]),
             )
@@ -221,6 +250,7 @@ def main() -> None:
         "min_confidence": threshold,
         "cosine_gate_only": at_threshold(asked, cosine_only, cosine_withheld, 0.5),
         "at_min_confidence": at_threshold(asked, normal, withheld, threshold),
+        f"at_answered_{COMPARE_AT}": at_answered(asked, normal, withheld, COMPARE_AT),
         "curve": [at_threshold(asked, normal, withheld, t) for t in THRESHOLDS],
         "split_halves": split,
     }

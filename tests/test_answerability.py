@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -13,11 +14,16 @@ from server_helpers import SEED_QUESTION
 
 from indexer.answerability import (
     COEFFICIENTS,
+    MAX_CHOICE_MARGIN,
     MIN_CONFIDENCE,
     AnswerEvidence,
+    choice_spread,
     confidence,
     coverage,
+    missing_share,
     phrase_coverage,
+    question_names,
+    question_numbers,
     rarity_weights,
     weighted_coverage,
 )
@@ -156,7 +162,6 @@ EVIDENCE = AnswerEvidence(
     dense=0.1,
     lexical=0.8,
     passage=0.6,
-    sentence_coverage=0.5,
     passage_coverage=0.6,
     sentence_rare_coverage=0.4,
     passage_rare_coverage=0.5,
@@ -167,6 +172,11 @@ EVIDENCE = AnswerEvidence(
     passage_margin=0.05,
     dense_gap=0.0,
     passage_lexical=1.0,
+    choice_margin=0.8,
+    choice_evenness=0.7,
+    names_missing=0.0,
+    numbers_missing=0.0,
+    dense_squared=0.01,
 )
 
 
@@ -180,11 +190,18 @@ def test_confidence_is_a_probability_that_rises_with_the_evidence() -> None:
     assert 0 < base < 1
     for better in (
         replace(EVIDENCE, dense=0.3),
-        replace(EVIDENCE, sentence_coverage=1.0, sentence_rare_coverage=1.0),
+        replace(EVIDENCE, sentence_rare_coverage=1.0, phrase_coverage=1.0),
         replace(EVIDENCE, passage_margin=0.3),
+        replace(EVIDENCE, choice_margin=2.0, choice_evenness=0.3),
+        replace(EVIDENCE, dense_squared=0.09),
     ):
         assert confidence(better) > base
-    assert confidence(replace(EVIDENCE, type_missing=1.0)) < base
+    for worse in (
+        replace(EVIDENCE, type_missing=1.0),
+        replace(EVIDENCE, names_missing=1.0),
+        replace(EVIDENCE, numbers_missing=1.0),
+    ):
+        assert confidence(worse) < base
     extreme = replace(EVIDENCE, dense=1e6)
     assert confidence(extreme) <= 1 and confidence(replace(extreme, dense=-1e6)) >= 0
     assert confidence(EVIDENCE, {"dense": 0.0}, 0.0) == 0.5
@@ -204,6 +221,56 @@ def test_phrase_coverage_wants_question_pairs_close_together() -> None:
     assert phrase_coverage(question, ["rotat", "lens", "lantern"]) == 1.0
     assert phrase_coverage(question, ["lantern", "a", "b", "c", "d", "lens"]) == 0.0
     assert phrase_coverage(["lens"], []) == 1.0
+
+
+def test_choice_spread_is_the_lead_and_the_evenness_of_the_choice() -> None:
+    margin, evenness = choice_spread(2.0, [0.0, 0.0])
+    assert margin == 2.0
+    # The softmax's entropy over its largest (log 3 for three sentences).
+    p = math.exp(2) / (math.exp(2) + 2)
+    q = (1 - p) / 2
+    assert evenness == pytest.approx(-(p * math.log(p) + 2 * q * math.log(q)) / math.log(3))
+    # Three alike: no lead, perfectly even; one far ahead: capped lead, nearly no evenness.
+    assert choice_spread(1.0, [1.0, 1.0]) == pytest.approx((0.0, 1.0))
+    far = choice_spread(100.0, [0.0, 0.0])
+    assert far[0] == MAX_CHOICE_MARGIN and far[1] == pytest.approx(0.0, abs=1e-9)
+    # The evenness does not grow with the number of sentences alike.
+    assert choice_spread(1.0, [1.0] * 30)[1] == pytest.approx(1.0)
+    # Nothing to compare with: the capped lead, nothing even.
+    assert choice_spread(5.0, []) == (MAX_CHOICE_MARGIN, 0.0)
+
+
+def test_question_names_are_its_capitalised_words_but_the_first() -> None:
+    question = "When did the Harwick Lighthouse get its Fresnel lens? Who built it?"
+    assert question_names(question) == ["harwick", "lighthouse", "fresnel"]
+    assert question_names("Who designed the tower?") == []
+    assert question_names("Which ship did Olsen-Berg name?") == ["olsen-berg"]
+
+
+def test_question_numbers_are_its_digits() -> None:
+    assert question_numbers("What happened in 1872 to the 1,200 tonnes and 3.5 metres?") == [
+        "1872",
+        "1,200",
+        "3.5",
+    ]
+    assert question_numbers("How many ships were wrecked?") == []
+
+
+def test_missing_share_counts_what_the_text_lacks() -> None:
+    assert missing_share(["harwick", "tamsin"], "The Harwick Lighthouse") == 0.5
+    assert missing_share(["1872"], "It was built in 1872.") == 0.0
+    assert missing_share([], "anything") == 0.0
+
+
+def test_a_name_or_number_the_documents_lack_lowers_the_confidence(harwick: Searcher) -> None:
+    # The same question about the lighthouse, with a name and a year the document never uses.
+    plain = harwick.ask("How tall is the Harwick tower?").assessment
+    renamed = harwick.ask("How tall is the Harwick tower of Pellmore?").assessment
+    dated = harwick.ask("How tall was the Harwick tower in 1935?").assessment
+    assert plain is not None and renamed is not None and dated is not None
+    assert plain.evidence.names_missing == plain.evidence.numbers_missing == 0
+    assert renamed.evidence.names_missing > 0 and dated.evidence.numbers_missing == 1
+    assert renamed.confidence < plain.confidence and dated.confidence < plain.confidence
 
 
 # -- evaluation --------------------------------------------------------------------------------

@@ -10,9 +10,13 @@ from indexer.answer import has_new_answer_of_type
 from indexer.answerability import (
     MAX_MARGIN,
     AnswerEvidence,
+    choice_spread,
     confidence,
     coverage,
+    missing_share,
     phrase_coverage,
+    question_names,
+    question_numbers,
     rarity_weights,
     weighted_coverage,
 )
@@ -114,6 +118,8 @@ class AnswerStage:
                 float(fused.sentence_dense[best_at]),
                 float(fused.sentence_lexical[best_at]),
             )
+        # The passages the evidence compares with, before the hits are cut to k.
+        compared = passages[:EVIDENCE_PASSAGES]
         hits = hits[:k]
         if not any(hit.cited for hit in hits):
             # Nothing is close enough to the question: no sentence is offered as an answer.
@@ -128,7 +134,9 @@ class AnswerStage:
         hit = hits[answer.passage - 1]
         assert hit.best_sentence is not None
         assert choice is not None  # the first page always scores its first passages in full
-        evidence = self._evidence(query, fused, hit, scored[hit.rank], choice, sentence_scores_seen)
+        evidence = self._evidence(
+            query, fused, hit, scored[hit.rank], choice, sentence_scores_seen, compared
+        )
         byline = prefer_first and answer.passage == 1
         # The author note answering "who wrote ...?" is read from the document's own byline,
         # not inferred from how well a sentence matches: it is not the model's to turn down.
@@ -184,8 +192,10 @@ class AnswerStage:
         scored: _Scored,
         choice: ChoiceContext,
         sentence_scores: dict[int, float],
+        compared: list[Passage],
     ) -> AnswerEvidence:
-        """The answerability model's inputs for the hit's best sentence."""
+        """The answerability model's inputs for the hit's best sentence (`compared`: the
+        top passages, whose sentences' choice scores are `sentence_scores`)."""
         sentence = hit.best_sentence
         assert sentence is not None
         passage = hit.passage
@@ -203,11 +213,13 @@ class AnswerStage:
         sentence_terms = set(sentence_sequence)
         passage_terms = set(lexical_terms(passage.text))
         weights = choice.rarity
+        choice_margin, choice_evenness = choice_spread(hit.sentence_score, others)
+        everything = " ".join(f"{p.title} {p.text}" for p in compared)
+        dense = scored.dense - self.answer_threshold
         return AnswerEvidence(
-            dense=scored.dense - self.answer_threshold,
+            dense=dense,
             lexical=scored.lexical,
             passage=float(fused.scores[position]),
-            sentence_coverage=coverage(query.terms, sentence_terms),
             passage_coverage=coverage(query.terms, passage_terms),
             sentence_rare_coverage=weighted_coverage(weights, sentence_terms),
             passage_rare_coverage=weighted_coverage(weights, passage_terms),
@@ -218,6 +230,13 @@ class AnswerStage:
             passage_margin=float(fused.scores[position]) - best_other,
             dense_gap=float(fused.passage_dense.max()) - float(fused.passage_dense[position]),
             passage_lexical=float(fused.passage_lexical[position]),
+            choice_margin=choice_margin,
+            choice_evenness=choice_evenness,
+            names_missing=missing_share(
+                question_names(query.text), f"{passage.title} {passage.text}"
+            ),
+            numbers_missing=missing_share(question_numbers(query.text), everything),
+            dense_squared=max(dense, 0.0) ** 2,
         )
 
 
