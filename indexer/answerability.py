@@ -28,26 +28,27 @@ from dataclasses import astuple, dataclass, fields
 
 # Fitted by eval/fit_answerability.py on SQuAD v1.1 dev part A (onnx-int8, standalone
 # sentence vectors); see eval/reports/answerability.json for the fit and its held-out check.
-INTERCEPT = -0.6022
+INTERCEPT = -0.2910
 COEFFICIENTS: dict[str, float] = {
-    "dense": 1.1818,
-    "lexical": -0.0468,
-    "passage": 2.0176,
-    "passage_coverage": 2.2255,
-    "sentence_rare_coverage": 0.0206,
-    "passage_rare_coverage": 0.0849,
-    "phrase_coverage": 0.5689,
-    "type_found": -0.2639,
-    "type_missing": -0.3621,
-    "margin": -0.5094,
-    "passage_margin": 1.6451,
-    "dense_gap": 0.2622,
-    "passage_lexical": -0.5688,
-    "choice_margin": 0.1224,
-    "choice_evenness": -3.3116,
-    "names_missing": -1.1965,
-    "numbers_missing": -1.4807,
-    "dense_squared": 3.0271,
+    "dense": 1.7274,
+    "lexical": 0.2000,
+    "passage": 1.1101,
+    "passage_coverage": 2.2371,
+    "sentence_rare_coverage": 0.0179,
+    "passage_rare_coverage": -0.0992,
+    "phrase_coverage": 0.6833,
+    "type_found": -0.2997,
+    "type_missing": -0.3724,
+    "margin": -0.4772,
+    "passage_margin": 1.5393,
+    "dense_gap": 0.3530,
+    "passage_lexical": -0.5670,
+    "choice_margin": 0.1173,
+    "choice_evenness": -3.4791,
+    "sentence_names_missing": 0.9584,
+    "passage_names_missing": -2.0813,
+    "numbers_missing": -1.4847,
+    "dense_squared": 3.2681,
 }
 # The lowest probability at which an answer is offered (chosen by the same script: the
 # highest threshold that still answers 95% of the normal questions, so that questions it
@@ -101,9 +102,13 @@ class AnswerEvidence:
     # answering paragraph is missing). Neither depends on how many sentences there are.
     choice_margin: float
     choice_evenness: float
-    # Share of the question's names (capitalised words after its first) that the sentence's
-    # passage lacks, and whether a number of the question is in none of the top passages.
-    names_missing: float
+    # Share of the question's names (capitalised words after its first) that the sentence
+    # lacks, and that its passage lacks; share of the question's numbers that none of the top
+    # passages holds. (Once its passage holds the names, a sentence without them is fitted
+    # as likelier, likely because an answer often says "he" or "it" where a sibling
+    # paragraph's sentence is chosen for repeating the question's names.)
+    sentence_names_missing: float
+    passage_names_missing: float
     numbers_missing: float
     # The `dense` term above the gate, squared (0 below it): the cosine counts more the
     # farther above the gate it is.

@@ -174,7 +174,8 @@ EVIDENCE = AnswerEvidence(
     passage_lexical=1.0,
     choice_margin=0.8,
     choice_evenness=0.7,
-    names_missing=0.0,
+    sentence_names_missing=0.0,
+    passage_names_missing=0.0,
     numbers_missing=0.0,
     dense_squared=0.01,
 )
@@ -198,7 +199,7 @@ def test_confidence_is_a_probability_that_rises_with_the_evidence() -> None:
         assert confidence(better) > base
     for worse in (
         replace(EVIDENCE, type_missing=1.0),
-        replace(EVIDENCE, names_missing=1.0),
+        replace(EVIDENCE, sentence_names_missing=1.0, passage_names_missing=1.0),
         replace(EVIDENCE, numbers_missing=1.0),
     ):
         assert confidence(worse) < base
@@ -268,8 +269,8 @@ def test_a_name_or_number_the_documents_lack_lowers_the_confidence(harwick: Sear
     renamed = harwick.ask("How tall is the Harwick tower of Pellmore?").assessment
     dated = harwick.ask("How tall was the Harwick tower in 1935?").assessment
     assert plain is not None and renamed is not None and dated is not None
-    assert plain.evidence.names_missing == plain.evidence.numbers_missing == 0
-    assert renamed.evidence.names_missing > 0 and dated.evidence.numbers_missing == 1
+    assert plain.evidence.passage_names_missing == plain.evidence.numbers_missing == 0
+    assert renamed.evidence.passage_names_missing > 0 and dated.evidence.numbers_missing == 1
     assert renamed.confidence < plain.confidence and dated.confidence < plain.confidence
 
 

@@ -215,6 +215,7 @@ class AnswerStage:
         weights = choice.rarity
         choice_margin, choice_evenness = choice_spread(hit.sentence_score, others)
         everything = " ".join(f"{p.title} {p.text}" for p in compared)
+        names = question_names(query.text)
         dense = scored.dense - self.answer_threshold
         return AnswerEvidence(
             dense=dense,
@@ -232,9 +233,8 @@ class AnswerStage:
             passage_lexical=float(fused.passage_lexical[position]),
             choice_margin=choice_margin,
             choice_evenness=choice_evenness,
-            names_missing=missing_share(
-                question_names(query.text), f"{passage.title} {passage.text}"
-            ),
+            sentence_names_missing=missing_share(names, sentence.text),
+            passage_names_missing=missing_share(names, f"{passage.title} {passage.text}"),
             numbers_missing=missing_share(question_numbers(query.text), everything),
             dense_squared=max(dense, 0.0) ** 2,
         )
