@@ -15,7 +15,7 @@ beside the hand-set score's on the same questions. The final model is fitted on 
 set and printed as the constants to paste into indexer/sentence_choice.py.
 
     PYTHONPATH=$PWD python eval/fit_sentence_choice.py /work/shared/eval/squad-dev-v1.1-part-a.json \\
-        --cache /work/evalcache-sentence --features /tmp/choice.npz \\
+        --cache /work/evalcache-lead --reuse-index --features /tmp/choice.npz \\
         --output eval/reports/sentence-choice.json
 """
 
@@ -60,12 +60,12 @@ class Candidates:
     article: np.ndarray  # each question's article number
 
 
-def collect(path: Path, cache: Path) -> Candidates:
+def collect(path: Path, cache: Path, reuse_index: bool = False) -> Candidates:
     """Search every question; the features and labels of its candidate sentences."""
     eval_set = load_squad(path)
     settings = Settings()
     settings = settings.with_overrides(index=workspace_for(eval_set, settings, cache))
-    build_eval_index(eval_set, settings)
+    build_eval_index(eval_set, settings, reuse_index=reuse_index)
     article_of = {document.filename: n for n, document in enumerate(eval_set.documents)}
     searcher = Searcher.open(settings.index, answer_threshold=settings.answer_threshold)
     rows: list[np.ndarray] = []
@@ -219,11 +219,28 @@ def cross_validate(c: Candidates, columns: list[int], folds: int) -> dict[str, f
     return {"held_out": round(held / count, 4), "hand_set": round(old / count, 4)}
 
 
+_BEFORE = ("dense", "lexical", "passage", "short_found")
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "the hand-set score's signals, refitted": ("dense", "lexical", "passage"),
-    "+ short answer found": ("dense", "lexical", "passage", "short_found"),
-    "+ rare coverage": ("dense", "lexical", "passage", "short_found", "rare_coverage"),
-    "the model (all features)": FEATURES,
+    "+ short answer found": _BEFORE,
+    "+ soft coverage": (*_BEFORE, "soft_coverage"),
+    "+ terms new to the question, length": (*_BEFORE, "soft_coverage", "new_terms", "length"),
+    "+ context coverage (with the sentence before)": (
+        *_BEFORE,
+        "soft_coverage",
+        "context_coverage",
+        "new_terms",
+        "length",
+    ),
+    "+ passage coverage": (
+        *_BEFORE,
+        "passage_coverage",
+        "soft_coverage",
+        "context_coverage",
+        "new_terms",
+        "length",
+    ),
+    "the model (all features: + closeness)": FEATURES,
 }
 
 
@@ -233,13 +250,18 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--features", type=Path, help="Reuse (or write) the candidates.")
     parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument(
+        "--reuse-index",
+        action="store_true",
+        help="Keep the cached eval index if its documents are unchanged (as `paracite eval`).",
+    )
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     if args.features and args.features.exists():
         saved = np.load(args.features)
         c = Candidates(*(saved[name] for name in ("features", "labels", "old", "start", "article")))
     else:
-        c = collect(args.squad, args.cache or default_cache_dir())
+        c = collect(args.squad, args.cache or default_cache_dir(), args.reuse_index)
         if args.features:
             np.savez(
                 args.features,

@@ -64,10 +64,19 @@ def _stemmer() -> Stemmer.Stemmer:
     return Stemmer.Stemmer("english")
 
 
+def content_words(text: str) -> list[str]:
+    """Lowercased words without stop words, unstemmed (`lexical_terms` stems them)."""
+    return [word for word in _WORD.findall(text.lower()) if word not in _STOPWORDS]
+
+
+def stems(words: list[str]) -> list[str]:
+    """Each word's stem, as the lexical index writes its terms."""
+    return list(_stemmer().stemWords(words))
+
+
 def lexical_terms(text: str) -> list[str]:
     """Lowercased, stemmed word terms without stop words: what the lexical index matches on."""
-    words = [word for word in _WORD.findall(text.lower()) if word not in _STOPWORDS]
-    return list(_stemmer().stemWords(words))
+    return stems(content_words(text))
 
 
 def text_hash(text: str) -> bytes:

@@ -40,6 +40,70 @@ def test_the_features_describe_each_sentence() -> None:
     assert [row["short_found"] for row in named] == [0.0, 1.0]  # a name the question lacks
 
 
+def _column(rows: np.ndarray, name: str) -> list[float]:
+    return [float(value) for value in rows[:, FEATURES.index(name)]]
+
+
+def test_a_near_word_is_credited_less_than_the_word_and_more_than_an_unrelated_one() -> None:
+    passage = _passage(
+        "The abbey was purchased in 1790.",
+        "The abbey was bought in 1790.",
+        "The abbey was painted in 1790.",
+    )
+    context = _context("When was the abbey bought?")
+    rows = passage_features(context, passage, 0.7, np.full(3, 0.5), np.full(3, 0.5))
+    purchased, bought, painted = _column(rows, "soft_coverage")
+    assert bought == pytest.approx(1.0)  # every question word is there
+    assert bought > purchased > painted
+
+
+def test_a_synonym_of_the_question_word_raises_the_sentence() -> None:
+    # Everything else equal (the same cosine, BM25, date and length): only the verb differs.
+    passage = _passage("The abbey was painted in 1790.", "The abbey was purchased in 1790.")
+    scores = sentence_scores(
+        _context("When was the abbey bought?"), passage, 0.7, np.full(2, 0.5), np.full(2, 0.5)
+    )
+    assert scores[1] > scores[0]
+
+
+def test_the_context_coverage_adds_the_sentence_before_and_only_it() -> None:
+    passage = _passage(
+        "Donald Davies developed packet switching in 1965.",
+        "He proposed to build a nationwide network.",
+        "The network was never built.",
+    )
+    context = _context("What did Davies propose after packet switching?")
+    rows = passage_features(context, passage, 0.7, np.full(3, 0.5), np.full(3, 0.5))
+    own = _column(rows, "soft_coverage")
+    with_previous = _column(rows, "context_coverage")
+    assert with_previous[0] == own[0]  # the first sentence has nothing before it
+    assert with_previous[1] > own[1]  # "Davies", "packet switching" from the sentence before
+    assert with_previous[1] > with_previous[2]  # not from two sentences back
+
+
+def test_a_sentence_after_the_one_naming_the_subject_scores_higher() -> None:
+    # The same sentence and scores fed in; the sentence before it names what is asked about.
+    question = "What did Davies want to build with packet switching?"
+    answer = "He proposed to build a nationwide network."
+    after_subject = _passage("Donald Davies developed packet switching in 1965.", answer)
+    after_other = _passage("Donald Davies grew up in Treorchy.", answer)
+    context = _context(question)
+    dense, lexical = np.array([0.5, 0.5]), np.array([0.5, 0.5])
+    first = sentence_scores(context, after_subject, 0.7, dense, lexical)
+    second = sentence_scores(context, after_other, 0.7, dense, lexical)
+    assert first[1] > second[1]
+
+
+def test_the_passage_coverage_is_the_passage_s_and_closeness_follows_the_topic() -> None:
+    passage = _passage("The organ was restored in 1921.", "Lunch is served at noon.")
+    context = _context("Who restored the church organ?", {"church": 0.1, "organ": 2.0})
+    rows = passage_features(context, passage, 0.7, np.full(2, 0.5), np.full(2, 0.5))
+    coverage = _column(rows, "passage_coverage")
+    assert coverage[0] == coverage[1] == pytest.approx(2.0 / 2.1)  # "organ", not "church"
+    closeness = _column(rows, "closeness")
+    assert closeness[0] > closeness[1]
+
+
 @pytest.mark.parametrize(
     ("question", "plain", "better"),
     [
