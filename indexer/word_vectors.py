@@ -55,8 +55,10 @@ class WordVectors:
             if len(self._pieces_of) + len(unknown) > MAX_CACHED_WORDS:
                 self._pieces_of.clear()
                 self._longer.clear()
-            encoded = self._tokenizer.encode_batch(unknown, add_special_tokens=False)
-            for word, pieces in zip(unknown, (e.ids for e in encoded), strict=True):
+            for word in unknown:
+                # A word of the vocabulary is its own piece (the tokenizer would find the same).
+                piece = self._tokenizer.token_to_id(word)
+                pieces = [piece] if piece is not None else self._pieces(word)
                 self._pieces_of[word] = pieces[0] if len(pieces) == 1 else -1
                 if len(pieces) != 1:
                     self._longer[word] = self._mean(pieces)
@@ -67,6 +69,10 @@ class WordVectors:
             if piece < 0:
                 rows[at] = self._longer[words[at]]
         return rows
+
+    def _pieces(self, word: str) -> list[int]:
+        """The word's pieces as the model's tokenizer cuts it."""
+        return list(self._tokenizer.encode(word, add_special_tokens=False).ids)
 
     def _mean(self, pieces: list[int]) -> np.ndarray:
         """The unit vector of a word of several pieces (or none: zeros)."""
