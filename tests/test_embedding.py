@@ -42,12 +42,23 @@ class NetworkUsed(AssertionError):
 
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any attempt to open a connection fails the test."""
+    """Any attempt to look up a host or open a connection fails the test, and the hub is offline.
+
+    huggingface_hub reads HF_HUB_OFFLINE once, when it is first imported: set here after an
+    earlier test imported it, the variable alone left the hub online, and a lookup of an
+    unknown model name could sit for minutes in its retries (DNS failing slowly, or not).
+    """
+    import huggingface_hub.constants
 
     def refuse(self: socket.socket, address: object) -> None:
         raise NetworkUsed(f"tried to connect to {address!r}")
 
+    def refuse_lookup(host: object, *args: object, **kwargs: object) -> None:
+        raise NetworkUsed(f"tried to look up {host!r}")
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse_lookup)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
 
