@@ -163,7 +163,7 @@ def index(
     _index_now(folder, settings, quiet=quiet, rebuild=rebuild)
     if watch:
         console.print(f"watching {escape(str(folder))} for changes (Ctrl-C stops)")
-        _folder_watch(folder, settings).run()
+        _folder_watch(folder, settings).run_until_interrupted()
 
 
 def _index_now(folder: Path, settings: Settings, *, quiet: bool, rebuild: bool = False) -> None:
