@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -24,7 +23,7 @@ from indexer.chunking import ChunkingOptions, chunk_document  # noqa: E402
 from indexer.embedding import BACKENDS, Embedder  # noqa: E402
 from indexer.evaluation import EvalSet, load_eval_set, write_documents  # noqa: E402
 from indexer.loaders import discover_files, load_document  # noqa: E402
-from indexer.onnx_export import cpu_isa  # noqa: E402
+from indexer.onnx_export import cpu_description  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
 
 DEFAULT_SEEDS = ROOT / "seeds"
@@ -105,17 +104,8 @@ def _cell(value: object) -> str:
 
 def machine_note() -> str:
     """One line about the machine and its current load, printed above every table."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    isa = {"avx512_vnni": "AVX-512 VNNI", "avx2": "AVX2 only"}.get(cpu_isa(), cpu_isa())
-    return f"# {os.cpu_count()} CPUs ({cpu}, int8 kernels: {isa}); load average {load}"
+    return f"# {cpu_description()}; load average {load}"
 
 
 def parse_backends(value: str) -> list[str]:

@@ -40,6 +40,7 @@ from indexer.evaluation import (
     load_squad,
     workspace_for,
 )
+from indexer.onnx_export import cpu_description
 from indexer.retrieval import Searcher
 from indexer.settings import Settings
 
@@ -240,7 +241,7 @@ def main() -> None:
         "command": f"PYTHONPATH=$PWD python eval/fit_answerability.py {args.squad}",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": git_state(),
-        "machine": f"{platform.machine()}, AMD EPYC with AVX-512 VNNI, 2 cores",
+        "machine": f"{platform.machine()}, {cpu_description()}",
         "dataset": str(args.squad),
         "questions": len(asked),
         "examples": int(len(examples(asked)[1])),

@@ -41,6 +41,7 @@ from indexer.evaluation import (
     load_squad,
     workspace_for,
 )
+from indexer.onnx_export import cpu_description
 from indexer.retrieval import Searcher
 from indexer.sentence_choice import FEATURES, ChoiceContext, passage_features
 from indexer.settings import Settings
@@ -286,7 +287,7 @@ def main() -> None:
         "command": f"PYTHONPATH=$PWD python eval/fit_sentence_choice.py {args.squad}",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": git_state(),
-        "machine": f"{platform.machine()}, AMD EPYC with AVX-512 VNNI, 2 cores",
+        "machine": f"{platform.machine()}, {cpu_description()}",
         "dataset": str(args.squad),
         "questions": questions,
         "candidates": int(len(c.labels)),

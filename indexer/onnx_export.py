@@ -247,6 +247,19 @@ def cpu_isa() -> str:
     return "avx2"
 
 
+def cpu_description() -> str:
+    """The CPU as reports name it: model, core count and int8 kernels ("AMD EPYC, 2 cores,
+    int8 kernels: AVX-512 VNNI"), read from this machine rather than assumed."""
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    isa = {"avx512_vnni": "AVX-512 VNNI", "avx2": "AVX2 only"}.get(cpu_isa(), cpu_isa())
+    return f"{model}, {os.cpu_count()} cores, int8 kernels: {isa}"
+
+
 def _int8_file_name() -> str:
     return f"model_int8_{cpu_isa()}.onnx"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -606,3 +607,12 @@ def test_pooling_embeds_each_title_once_and_runs_texts_without_spans_whole(
     encoder.texts.clear()
     embedding.embed_cached(embedder, cache, texts, spans, 8, pooled=True, in_context=True)
     assert encoder.texts == []  # a model that does not mean-pool: standalone, all cached
+
+
+def test_the_cpu_description_is_read_from_this_machine() -> None:
+    from indexer.onnx_export import cpu_description, cpu_isa
+
+    described = cpu_description()
+    assert f"{os.cpu_count()} cores" in described
+    expected = {"avx512_vnni": "AVX-512 VNNI", "avx2": "AVX2 only"}.get(cpu_isa(), cpu_isa())
+    assert described.endswith(f"int8 kernels: {expected}")
