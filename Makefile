@@ -26,8 +26,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check indexer server tests bench
-	$(BIN)/ruff format --check indexer server tests bench
+	$(BIN)/ruff check indexer server tests bench eval
+	$(BIN)/ruff format --check indexer server tests bench eval
 	$(BIN)/mypy
 
 # Mutation testing, not part of CI (it runs the covering tests once per mutant: long).

@@ -14,7 +14,8 @@ choice (the chosen sentence holds a gold answer, before the answerability gate) 
 beside the hand-set score's on the same questions. The final model is fitted on the whole
 set and printed as the constants to paste into indexer/sentence_choice.py.
 
-    PYTHONPATH=$PWD python eval/fit_sentence_choice.py /work/shared/eval/squad-dev-v1.1-part-a.json \\
+    PYTHONPATH=$PWD python eval/fit_sentence_choice.py \\
+        /work/shared/eval/squad-dev-v1.1-part-a.json \\
         --cache /work/evalcache-lead --reuse-index --features /tmp/choice.npz \\
         --output eval/reports/sentence-choice.json
 """
