@@ -15,7 +15,7 @@ length; nothing else running), in tokens per second and abstracts per second. "o
 indexing abstracts/s over raw abstracts/s: how close indexing gets to the model's speed.
 "of model time" compares with the model's time for everything the run gives it: the raw
 pass over the passages plus, for standalone sentences, a raw pass over the distinct
-sentences (for pooled passages it is left blank). Indexing can be no faster than that
+sentences (for pooled or joined passages it is left blank). Indexing can be no faster than that
 model time, so with standalone sentences "of raw" cannot go above the passages' share of it.
 Then the
 same corpus is indexed again twice, timed with the model load included, as `paracite index`
@@ -97,7 +97,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="paracite-bench-", dir=args.work) as work:
         for backend, (way, passages) in [(b, c) for b in backends for c in combinations]:
-            name = f"{backend}, {way}" + (", pooled passages" if passages == "pooled" else "")
+            name = f"{backend}, {way}" + (
+                f", {passages} passages" if passages != "standalone" else ""
+            )
             limit = args.torch_docs if backend == "torch" and args.torch_docs else args.docs
             corpus = Path(work) / f"corpus-{backend}-{way}-{passages}"
             documents = write_corpus(eval_set, corpus, limit or None)
@@ -122,7 +124,7 @@ def main() -> None:
                 started = time.perf_counter()
                 embedder.embed(distinct, args.batch_size)
                 model_seconds += time.perf_counter() - started
-            elif passages == "pooled":
+            elif passages != "standalone":
                 model_seconds = None
             print(f"# {name}: indexing {documents} abstracts ...", flush=True)
             started = time.perf_counter()

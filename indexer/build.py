@@ -202,11 +202,11 @@ class IndexWriter:
         # In context only where the model pools by mean; the manifest records what was done.
         self.sentence_mode: SentenceVectors = embedder.sentence_mode(settings.sentence_vectors)
         # In-context sentences come from their passage's run: the passage is run anyway.
-        self.passage_mode: PassageVectors = (
-            "pooled"
-            if settings.passage_vectors == "pooled" and self.sentence_mode == "standalone"
-            else "standalone"
-        )
+        self.passage_mode: PassageVectors = "standalone"
+        if self.sentence_mode == "standalone" and settings.passage_vectors == "pooled":
+            self.passage_mode = "pooled"
+        elif self.sentence_mode == "standalone" and settings.passage_vectors == "joined":
+            self.passage_mode = "joined" if embedder.joins_pieces else "standalone"
         self._cache = EmbeddingCache(
             cache_file(index_dir, settings.model, settings.backend), embedder.dimension
         )
@@ -366,6 +366,7 @@ class IndexWriter:
             None,
             in_context=self.sentence_mode == "in-context",
             pooled=self.passage_mode == "pooled",
+            joined=self.passage_mode == "joined",
         )
         self.report.embedded += embedded
         self.report.reused_embeddings += reused

@@ -15,7 +15,11 @@ pool otherwise always embed sentences on their own (`Embedder.pools_in_context`)
 The other way round, with `pooled` passages, sentences are embedded on their own and a
 passage's vector is pooled from theirs and its title's (`pool_pieces`): the model reads
 each token once and the sentence vectors stay exact, while passages lose what one
-sentence's tokens read of the others.
+sentence's tokens read of the others. With `joined` passages (ONNX backends, BERT-style
+mean-pooling models) the model's lower layers read each sentence and title once, on its
+own, and its upper layers read a passage's pieces together from those runs' token states
+(`_embed_joined`): sentence vectors stay exact, and passages keep most of what their
+sentences read of each other, for the upper layers' share of a passage run.
 """
 
 from __future__ import annotations
@@ -28,16 +32,17 @@ from typing import NamedTuple, get_args
 
 import numpy as np
 
-from indexer.embedding_cache import EmbeddingCache, span_key
+from indexer.embedding_cache import EmbeddingCache, joined_key, span_key
 from indexer.encoders import (
     Encoder,
+    OnnxEncoder,
     Span,
     TorchEncoder,
     load_sentence_transformer,
     torch_device,
 )
 from indexer.errors import ModelUnavailable
-from indexer.onnx_export import load_onnx_encoder
+from indexer.onnx_export import JOIN_LAYER, load_onnx_encoder
 from indexer.settings import DEFAULT_MODEL, Backend, SentenceVectors, Settings
 from indexer.text import text_hash
 
@@ -82,6 +87,11 @@ class Embedder:
     def window_tokens(self) -> int:
         """The most tokens a passage window may hold: the model's limit less [CLS] and [SEP]."""
         return max(self.max_tokens - 2, MIN_WINDOW_TOKENS)
+
+    @property
+    def joins_pieces(self) -> bool:
+        """Whether a text's vector can be joined from its pieces' runs (`embed_joined`)."""
+        return bool(getattr(self.encoder, "joins_pieces", False))
 
     @property
     def pools_in_context(self) -> bool:
@@ -162,6 +172,16 @@ class Embedder:
                 on_progress(len(alone))
         return vectors, span_vectors
 
+    def embed_joined(
+        self, pieces: Sequence[str], groups: Sequence[Sequence[int]], batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of `pieces`, each on its own, and of each group of them joined (positions
+        in `pieces`, in text order): see `OnnxEncoder.encode_joined`."""
+        encoder = self.encoder
+        if not isinstance(encoder, OnnxEncoder) or not encoder.joins_pieces:
+            raise ValueError(f"{self.model_name} ({self.backend}) cannot join pieces")
+        return encoder.encode_joined(list(pieces), [list(group) for group in groups], batch_size)
+
     def embed_query(self, text: str) -> np.ndarray:
         return self.encoder.encode([text], 1)[0]
 
@@ -237,9 +257,13 @@ def embed_cached(
     *,
     in_context: bool = False,
     pooled: bool = False,
+    joined: bool = False,
 ) -> CachedVectors:
     """Vectors of `texts` and of their spans (all spans in order), embedding only what the
     cache lacks.
+
+    `joined` (not with `in_context`, and where the model can, `Embedder.joins_pieces`)
+    joins a text that has spans from its pieces' runs (`_embed_joined`).
 
     `in_context` embeds spans within their text when the model allows it (`sentence_mode`);
     otherwise texts and spans are all just texts, each distinct one embedded once. `pooled`
@@ -249,6 +273,8 @@ def embed_cached(
     """
     in_context = embedder.sentence_mode(_requested(in_context)) == "in-context"
     pooled = pooled and not in_context
+    if joined and not in_context and embedder.joins_pieces:
+        return _embed_joined(embedder, cache, texts, spans, batch_size, on_progress)
     keys = [text_hash(text) for text in texts]
     keys_of_spans = [
         [span_key(text, span, in_context) for span in own]
@@ -337,6 +363,86 @@ def embed_cached(
     if groups:
         text_vectors[pooled_rows] = pool_pieces(embedder, groups)
     return CachedVectors(text_vectors, vectors_of_spans, computed, reused)
+
+
+def _embed_joined(
+    embedder: Embedder,
+    cache: EmbeddingCache,
+    texts: Sequence[str],
+    spans: Sequence[Sequence[Span]],
+    batch_size: int,
+    on_progress: Callable[[int], None] | None,
+) -> CachedVectors:
+    """`embed_cached` with joined texts: each text with spans is cut into its lead (such as
+    a title) and its spans; the pieces go through the model on their own, and the text's
+    vector is joined from their runs. A text the cache lacks has all its pieces run again
+    (their token states are not cached); texts without spans are embedded whole.
+    """
+    keys = [
+        joined_key(text, own, JOIN_LAYER) if own else text_hash(text)
+        for text, own in zip(texts, spans, strict=True)
+    ]
+    keys_of_spans = [
+        [span_key(text, span, False) for span in own]
+        for text, own in zip(texts, spans, strict=True)
+    ]
+    all_span_keys = [key for own in keys_of_spans for key in own]
+    known = cache.lookup(keys + all_span_keys)
+    total = len(keys) + len(all_span_keys)
+    missing_rows = list(
+        {keys[row]: row for row in range(len(texts)) if keys[row] not in known}.values()
+    )
+    joined_rows = [row for row in missing_rows if spans[row]]
+    joined_rows = [joined_rows[i] for i in _longest_first([texts[row] for row in joined_rows])]
+    if on_progress:
+        on_progress(total - sum(len(spans[row]) + 1 for row in joined_rows))
+    computed = 0
+    computed_keys: set[bytes] = set()
+    for start in range(0, len(joined_rows), EMBED_CHUNK):
+        rows = joined_rows[start : start + EMBED_CHUNK]
+        pieces: dict[bytes, str] = {}
+        groups: list[list[bytes]] = []
+        for row in rows:
+            text, own = texts[row], spans[row]
+            lead = lead_of(text, own)
+            group = [text_hash(lead)] if lead else []
+            pieces.update({group[0]: lead} if lead else {})
+            for key, (a, b) in zip(keys_of_spans[row], own, strict=True):
+                pieces[key] = text[a:b]
+                group.append(key)
+            groups.append(group)
+        piece_keys = list(pieces)
+        position = {key: i for i, key in enumerate(piece_keys)}
+        piece_vectors, text_vectors = embedder.embed_joined(
+            [pieces[key] for key in piece_keys],
+            [[position[key] for key in group] for group in groups],
+            batch_size,
+        )
+        batch_keys = piece_keys + [keys[row] for row in rows]
+        computed += _store(cache, known, batch_keys, np.concatenate([piece_vectors, text_vectors]))
+        computed_keys.update(batch_keys)
+        if on_progress:
+            on_progress(sum(len(spans[row]) + 1 for row in rows))
+    # Texts without spans, and spans the cache lacks whose texts were not run above.
+    rest = {keys[row]: texts[row] for row in missing_rows if not spans[row]} | {
+        key: text[a:b]
+        for text, own, own_keys in zip(texts, spans, keys_of_spans, strict=True)
+        for key, (a, b) in zip(own_keys, own, strict=True)
+        if key not in known
+    }
+    if rest:
+        rest_keys = [list(rest)[i] for i in _longest_first(list(rest.values()))]
+        vectors = embedder.embed([rest[key] for key in rest_keys], batch_size)
+        computed += _store(cache, known, rest_keys, vectors)
+        computed_keys.update(rest_keys)
+    handed_back = keys + all_span_keys
+    reused = len(handed_back) - len(computed_keys.intersection(handed_back))
+    return CachedVectors(
+        _gather(known, keys, embedder.dimension),
+        _gather(known, all_span_keys, embedder.dimension),
+        computed,
+        reused,
+    )
 
 
 def lead_of(text: str, spans: Sequence[Span]) -> str:

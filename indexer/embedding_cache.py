@@ -63,3 +63,10 @@ def span_key(text: str, span: Span, in_context: bool) -> bytes:
     if in_context:
         return text_hash(f"{text}\x00{span[0]}:{span[1]}")
     return text_hash(text[span[0] : span[1]])
+
+
+def joined_key(text: str, spans: Sequence[Span], layer: int) -> bytes:
+    """Cache key of a text's vector joined from its pieces (its lead and its `spans`) after
+    `layer`: the same text cut into other pieces, or joined after another layer, differs."""
+    cuts = ",".join(f"{a}:{b}" for a, b in spans)
+    return text_hash(f"joined{layer}\x00{text}\x00{cuts}")

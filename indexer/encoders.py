@@ -8,7 +8,7 @@ embeddings can also pool the vectors of character spans of a text from the run o
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -214,9 +214,30 @@ class OnnxEncoder:
         # Idle pool threads otherwise spin after each run and steal the cores from the numpy
         # scoring that follows: a SciFact question took 23.8 ms with spinning, 12.9 without.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session: onnxruntime.InferenceSession = ort.InferenceSession(
-            str(folder / model_file), options, providers=["CPUExecutionProvider"]
+        self._options = options
+        self.session: onnxruntime.InferenceSession = self._session(model_file)
+        self._joined: tuple[onnxruntime.InferenceSession, onnxruntime.InferenceSession] | None
+        self._joined = None
+        # Makes (or finds) the joined graphs' files on first use; set by the exporter.
+        self.joined_loader: Callable[[], tuple[str, str] | None] | None = None
+
+    def _session(self, model_file: str) -> onnxruntime.InferenceSession:
+        import onnxruntime as ort
+
+        return ort.InferenceSession(
+            str(self.folder / model_file), self._options, providers=["CPUExecutionProvider"]
         )
+
+    @property
+    def joins_pieces(self) -> bool:
+        """Whether `encode_joined` can join a text's vector from its pieces' runs (the first
+        call loads the graphs that do it, exporting them if need be)."""
+        if self._joined is None and self.joined_loader is not None:
+            loader, self.joined_loader = self.joined_loader, None
+            files = loader()
+            if files is not None:
+                self._joined = (self._session(files[0]), self._session(files[1]))
+        return self._joined is not None
 
     def _prepare(self, texts: list[str]) -> list[str]:
         """Lowercased if the model says so, character by character so that offsets hold."""
@@ -249,8 +270,48 @@ class OnnxEncoder:
                 )
         return vectors, pooled
 
+    def encode_joined(
+        self, pieces: list[str], groups: list[list[int]], batch_size: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of `pieces`, each read on its own, and of each group of pieces (positions
+        in `pieces`, in text order) joined: the upper layers of the model read the group's
+        token states from the pieces' own runs together, so no text is read twice by the
+        lower layers. Joined vectors have at most `max_tokens` tokens, as a whole run would.
+        """
+        if self._joined is None:
+            raise RuntimeError("this export has no joined graphs")
+        lower, upper = self._joined
+        piece_vectors = np.zeros((len(pieces), self.dimension), dtype=np.float32)
+        states: list[np.ndarray] = [np.zeros((0, 0), dtype=np.float32)] * len(pieces)
+        runs = self._runs(pieces, batch_size, session=lower, names=["sentence_embedding", "states"])
+        for rows, (embedded, hidden), encoded in runs:
+            piece_vectors[rows] = embedded
+            for position, index in enumerate(rows):
+                states[index] = hidden[position, : len(encoded[index].ids)]
+        joined = [_joined_states(states, group, self.max_tokens) for group in groups]
+        group_vectors = np.zeros((len(groups), self.dimension), dtype=np.float32)
+        lengths = np.array([len(item) for item in joined])
+        order = np.argsort(-lengths, kind="stable")
+        for batch in token_batches(lengths[order], batch_size, self.batch_tokens):
+            rows = order[batch]
+            width = int(lengths[rows].max())
+            feed = np.zeros((len(rows), width, joined[rows[0]].shape[1]), dtype=np.float32)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for row, index in enumerate(rows):
+                feed[row, : lengths[index]] = joined[index]
+                mask[row, : lengths[index]] = 1
+            result = upper.run(["sentence_embedding"], {"states": feed, "attention_mask": mask})
+            group_vectors[rows] = result[0]
+        return piece_vectors, group_vectors
+
     def _runs(
-        self, texts: list[str], batch_size: int, *, with_tokens: bool
+        self,
+        texts: list[str],
+        batch_size: int,
+        *,
+        with_tokens: bool = False,
+        session: onnxruntime.InferenceSession | None = None,
+        names: list[str] | None = None,
     ) -> Iterator[tuple[np.ndarray, list[np.ndarray], list[Any]]]:
         """(rows, outputs, encodings) per batch; texts of similar length share a batch."""
         if not texts:
@@ -259,6 +320,8 @@ class OnnxEncoder:
         lengths = np.array([len(item.ids) for item in encoded])
         order = np.argsort(-lengths, kind="stable")
         outputs = ["sentence_embedding", "token_embeddings"] if with_tokens else None
+        outputs = names or outputs
+        run_session = session or self.session
         for batch in token_batches(lengths[order], batch_size, self.batch_tokens):
             rows = order[batch]
             width = int(lengths[rows].max())
@@ -271,6 +334,18 @@ class OnnxEncoder:
                 mask[row, : len(item.ids)] = 1
                 types[row, : len(item.ids)] = item.type_ids
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-            names = outputs or ["sentence_embedding"]
-            result = self.session.run(names, {name: feed[name] for name in self.inputs})
+            result = run_session.run(
+                outputs or ["sentence_embedding"], {name: feed[name] for name in self.inputs}
+            )
             yield rows, result, encoded
+
+
+def _joined_states(states: Sequence[np.ndarray], group: Sequence[int], most: int) -> np.ndarray:
+    """The token states of a group of pieces end to end, as one run would hold them: the
+    first piece's [CLS], every piece's tokens, the last piece's [SEP]."""
+    last = len(group) - 1
+    parts = [
+        states[piece][(0 if i == 0 else 1) : (len(states[piece]) if i == last else -1)]
+        for i, piece in enumerate(group)
+    ]
+    return np.concatenate(parts)[:most]

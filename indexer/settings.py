@@ -20,7 +20,7 @@ def default_cache_dir() -> Path:
 
 Backend = Literal["torch", "onnx", "onnx-int8"]
 SentenceVectors = Literal["standalone", "in-context"]
-PassageVectors = Literal["standalone", "pooled"]
+PassageVectors = Literal["standalone", "pooled", "joined"]
 
 
 class Settings(BaseSettings):
@@ -60,8 +60,11 @@ class Settings(BaseSettings):
         "standalone",
         description=(
             "How passages are embedded: standalone (each passage run through the model, the "
-            "default), or pooled (the mean of its sentences' vectors and its title's, so the "
-            "model reads each token once; only with standalone sentence vectors)."
+            "default), pooled (the mean of its sentences' vectors and its title's, so the "
+            "model reads each token once), or joined (the model's upper layers read the token "
+            "states of its sentences' own runs together: a third of a passage run per passage, for "
+            "BERT-style mean-pooling models on the ONNX backends). pooled and joined need "
+            "standalone sentence vectors."
         ),
     )
     batch_size: int = Field(

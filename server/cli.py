@@ -73,9 +73,10 @@ sentence_vectors_option = click.option(
 passage_vectors_option = click.option(
     "--passage-vectors",
     type=click.Choice(get_args(PassageVectors)),
-    help="standalone (each passage run through the model) or pooled (from its sentences' and "
+    help="standalone (each passage run through the model), pooled (from its sentences' and "
     "title's vectors: the model reads each token once; rankings of Wikipedia-like text a little "
-    "worse). Default: PARACITE_PASSAGE_VECTORS "
+    "worse) or joined (the model's upper layers read its sentences' runs together: faster "
+    "indexing, rankings close to standalone). Default: PARACITE_PASSAGE_VECTORS "
     f"or {Settings.model_fields['passage_vectors'].default}.",
 )
 

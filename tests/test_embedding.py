@@ -586,6 +586,71 @@ def test_pooled_passage_vectors_are_the_token_weighted_mean_of_title_and_sentenc
     cache.close()
 
 
+def test_joined_passage_vectors_keep_sentences_exact_and_read_each_piece_once(
+    tmp_path: Path, onnx_embedders: dict[str, Embedder], torch_embedder: Embedder
+) -> None:
+    loaded = onnx_embedders["onnx"]
+    assert loaded.joins_pieces and not torch_embedder.joins_pieces
+    cache = EmbeddingCache(tmp_path / "cache.sqlite", loaded.dimension)
+    text, spans = _titled("Marie Curie", PASSAGE, PASSAGE_SPANS)
+    other, other_spans = _titled("Eiffel Tower", "The tower is in Paris.", [(0, 22)])
+    texts, all_spans = [text, other], [spans, other_spans]
+    progress: list[int] = []
+    joined, sentences, computed, reused = embedding.embed_cached(
+        loaded, cache, texts, all_spans, 8, progress.append, joined=True
+    )
+    # 2 titles and 4 sentences through the whole model, 2 passages joined from them.
+    assert (computed, reused, sum(progress)) == (8, 0, 6)
+    pieces = ["Marie Curie", *(text[a:b] for a, b in spans), "Eiffel Tower", other[13:]]
+    alone = loaded.embed(pieces)
+    np.testing.assert_allclose(sentences, alone[[1, 2, 3, 5]], atol=1e-4)  # fp32: exact
+    whole = loaded.embed(texts)
+    assert ((joined @ whole.T).argmax(axis=1) == [0, 1]).all()
+    # Not the pooled mean of the pieces: the upper layers read them together.
+    pooled, *_ = embedding.embed_cached(loaded, cache, texts, all_spans, 8, pooled=True)
+    assert (joined * whole).sum(axis=1)[0] > (pooled * whole).sum(axis=1)[0]
+    again = embedding.embed_cached(loaded, cache, texts, all_spans, 8, joined=True)
+    assert (again.computed, again.reused) == (0, 6)
+    np.testing.assert_array_equal(again.texts, joined)
+    # Cut into other pieces, the same text is joined again: its pieces' states are run anew.
+    recut = embedding.embed_cached(loaded, cache, [text], [spans[:2]], 8, joined=True)
+    assert (recut.computed, recut.reused) == (4, 0)
+    # A model that cannot join runs its passages whole.
+    cache.close()
+    torch_cache = EmbeddingCache(tmp_path / "torch.sqlite", torch_embedder.dimension)
+    fallback = embedding.embed_cached(torch_embedder, torch_cache, texts, all_spans, 8, joined=True)
+    assert fallback.computed == 6  # 2 passages and 4 sentences, each run whole
+    torch_cache.close()
+
+
+def test_one_piece_joined_is_the_piece_read_whole(onnx_embedders: dict[str, Embedder]) -> None:
+    loaded = onnx_embedders["onnx"]
+    pieces = ["Marie Curie was born in Warsaw in 1867.", "She moved to Paris."]
+    piece_vectors, joined = loaded.embed_joined(pieces, [[0], [1], [0, 1], [1, 0]])
+    np.testing.assert_allclose(joined[:2], piece_vectors, atol=1e-5)
+    assert not np.allclose(joined[2], joined[3], atol=1e-3)  # order counts, as in a text
+
+
+def test_a_model_the_split_does_not_reproduce_gets_no_joined_graphs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = load_embedder(DEFAULT_MODEL, "onnx", cache_dir=tmp_path)
+    monkeypatch.setattr(onnx_export, "EXPORT_MIN_COSINE", 2.0)  # no split can agree
+    assert not loaded.joins_pieces
+    assert not list(tmp_path.rglob("joined*"))
+    with pytest.raises(ValueError, match="cannot join"):
+        loaded.embed_joined(["a"], [[0]])
+
+
+def test_joined_states_keep_the_first_cls_and_the_last_sep_within_the_limit() -> None:
+    states = [np.full((4, 1), float(i)) for i in range(3)]  # [CLS] w w [SEP], marked by piece
+    for piece in states:
+        piece[0], piece[-1] = -1.0, -2.0
+    joined = encoders._joined_states(states, [0, 1, 2], 100)
+    assert joined[:, 0].tolist() == [-1.0, 0, 0, 1, 1, 2, 2, -2.0]
+    assert len(encoders._joined_states(states, [0, 1, 2], 5)) == 5
+
+
 def test_pooling_embeds_each_title_once_and_runs_texts_without_spans_whole(
     tmp_path: Path,
 ) -> None:

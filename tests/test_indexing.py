@@ -463,3 +463,35 @@ def test_pooled_passage_vectors_are_recorded_and_a_changed_setting_rebuilds(
         "standalone",
         "in-context",
     )
+
+
+def test_joined_passage_vectors_are_recorded_and_answer_like_whole_readings(
+    make_settings, seeds_copy: Path, embedder: Embedder, torch_embedder: Embedder, seed_index: Path
+) -> None:
+    settings = make_settings(passage_vectors="joined")
+    build_index(seeds_copy, settings, embedder=embedder)
+    generation = current_generation(settings.index)
+    assert generation is not None
+    manifest = json.loads((generation / MANIFEST).read_text())
+    assert (manifest["passage_vectors"], manifest["sentence_vectors"]) == ("joined", "standalone")
+    joined = Searcher.open(settings.index, embedder)
+    try:
+        assert joined.stats().passage_vectors == "joined"
+        read_joined, read_whole = (
+            FaissVectorIndex.open(live_segments(index)[0] / PASSAGE_VECTORS)
+            for index in (settings.index, seed_index)
+        )
+        everything = np.arange(len(read_joined))
+        similarity = read_joined.vectors(everything) @ read_whole.vectors(everything).T
+        finds_itself = similarity.argmax(axis=1) == everything
+        assert finds_itself.mean() >= 0.9, np.flatnonzero(~finds_itself)
+        result = joined.ask("How many documents from Pyongyang were examined?")
+        assert result.answer is not None and "54 documents" in result.answer.text
+    finally:
+        joined.close()
+    # A backend that cannot join (torch) embeds passages whole, and says so.
+    build_index(seeds_copy, make_settings(passage_vectors="joined"), embedder=torch_embedder)
+    generation = current_generation(settings.index)
+    assert generation is not None
+    manifest = json.loads((generation / MANIFEST).read_text())
+    assert manifest["passage_vectors"] == "standalone"
