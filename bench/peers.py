@@ -19,6 +19,7 @@ made before the clock starts (as on any run after the first), its embedding cach
     .venv/bin/python bench/peers.py --setup          # once: the peers' virtualenv
     .venv/bin/python bench/peers.py --markdown       # 1,227 abstracts, 300 questions
     .venv/bin/python bench/peers.py --markdown --rounds 3   # medians of three rounds
+    .venv/bin/python bench/peers.py --peers paracite,paracite:passage_vectors=joined,haystack
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from common import DEFAULT_SCIFACT, ROOT, machine_note, percentile, print_table
 
+from indexer.embedding import load_embedder
 from indexer.evaluation import EvalSet, dedupe, load_eval_set, ndcg_at, write_documents
 from indexer.retrieval import Searcher
 from indexer.settings import Settings
@@ -126,7 +128,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="the peers' virtualenv")
     parser.add_argument("--setup", action="store_true", help="create the peers' virtualenv")
-    parser.add_argument("--peers", default="paracite,txtai,haystack", help="comma-separated")
+    parser.add_argument(
+        "--peers",
+        default="paracite,txtai,haystack",
+        help="comma-separated; paracite:NAME=VALUE runs paracite with PARACITE_NAME=VALUE",
+    )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument(
@@ -153,8 +159,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="paracite-peers-") as work:
             work_dir = Path(work)
             for peer in order:
-                if peer == "paracite":
-                    by_peer[peer] = run_paracite(chosen, work_dir)
+                if peer.startswith("paracite"):
+                    by_peer[peer] = run_paracite(chosen, work_dir, peer)
                 else:
                     by_peer[peer] = run_peer(peer, chosen, work_dir, args.venv)
                 print(f"round {number + 1}: {peer} done", file=sys.stderr)
@@ -202,16 +208,19 @@ def median_row(runs: list[dict[str, object]]) -> dict[str, object]:
 
 
 def docs_per_second_ratios(rounds: list[list[dict[str, object]]]) -> dict[str, list[float]]:
-    """paracite's documents per second over each other peer's, one ratio per round."""
+    """Each paracite run's documents per second over each other peer's, one ratio per round
+    (keyed by the peer, or "variant / peer" for a paracite variant)."""
     ratios: dict[str, list[float]] = {}
     for one in rounds:
-        ours = next((row for row in one if row["peer"] == "paracite"), None)
-        if ours is None:
-            return {}
-        for row in one:
-            if row is not ours:
-                ratio = float(ours["docs_per_second"]) / float(row["docs_per_second"])  # type: ignore[arg-type]
-                ratios.setdefault(str(row["peer"]), []).append(ratio)
+        ours = [row for row in one if str(row["peer"]).startswith("paracite")]
+        for mine in ours:
+            for row in one:
+                if row in ours:
+                    continue
+                ratio = float(mine["docs_per_second"]) / float(row["docs_per_second"])  # type: ignore[arg-type]
+                key = str(row["peer"])
+                key = key if mine["peer"] == "paracite" else f"{mine['peer']} / {key}"
+                ratios.setdefault(key, []).append(ratio)
     return ratios
 
 
@@ -242,12 +251,23 @@ def choose_subset(eval_set: EvalSet, docs: int, queries: int, seed: int) -> Eval
     )
 
 
-def run_paracite(chosen: EvalSet, work: Path) -> dict[str, object]:
-    """`paracite index` as a user runs it (fresh index, empty embedding cache), then questions."""
+def run_paracite(chosen: EvalSet, work: Path, peer: str = "paracite") -> dict[str, object]:
+    """`paracite index` as a user runs it (fresh index, empty embedding cache), then questions.
+
+    A variant `paracite:NAME=VALUE` runs with the setting PARACITE_NAME=VALUE (for example
+    `paracite:passage_vectors=joined`); any graphs it needs are exported before the clock.
+    """
     folder = work / "paracite-docs"
     write_documents(chosen, folder)
     index_dir = work / "paracite-index"
     env = {**os.environ, "PARACITE_INDEX": str(index_dir)}
+    _, _, setting = peer.partition(":")
+    if setting:
+        name, _, value = setting.partition("=")
+        env[f"PARACITE_{name.upper()}"] = value
+        if (name, value) == ("passage_vectors", "joined"):
+            settings = Settings()
+            load_embedder(settings.model, settings.backend).joins_pieces  # noqa: B018
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "server.cli", "index", str(folder)],
@@ -267,7 +287,7 @@ def run_paracite(chosen: EvalSet, work: Path) -> dict[str, object]:
             rankings.append(dedupe(hit.passage.doc_id for hit in result.hits))
     finally:
         searcher.close()
-    return score_row("paracite", chosen, index_seconds, rankings, latencies)
+    return score_row(peer, chosen, index_seconds, rankings, latencies)
 
 
 def run_peer(peer: str, chosen: EvalSet, work: Path, venv: Path) -> dict[str, object]:
