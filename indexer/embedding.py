@@ -392,8 +392,10 @@ def _embed_joined(
     missing_rows = list(
         {keys[row]: row for row in range(len(texts)) if keys[row] not in known}.values()
     )
+    # In the order given, so that a document's windows (which share sentences and a title)
+    # mostly fall in one chunk and their common pieces run once; each run of the model sorts
+    # its own texts by length.
     joined_rows = [row for row in missing_rows if spans[row]]
-    joined_rows = [joined_rows[i] for i in _longest_first([texts[row] for row in joined_rows])]
     if on_progress:
         on_progress(total - sum(len(spans[row]) + 1 for row in joined_rows))
     computed = 0
