@@ -85,12 +85,24 @@ def load_onnx_encoder(
 
 def _joined_export(location: str, folder: Path, quantized: bool) -> tuple[str, str] | None:
     """The joined graphs of the export in `folder`, made if missing; None if the model
-    cannot be split (`_export_joined`)."""
+    cannot be split (`_export_joined`), which is noted beside the export so that later runs
+    do not load the model again to find out."""
     files = joined_files(quantized)
+    unsupported = folder / f"joined{JOIN_LAYER}-unsupported.txt"
+    if unsupported.exists():
+        return None
     if not all((folder / name).exists() for name in files):
         with _export_lock(folder):
-            _export_joined(location, folder, quantized)
-    return files if all((folder / name).exists() for name in files) else None
+            try:
+                _export_joined(location, folder, quantized)
+            except Exception as error:  # noqa: BLE001 - passages are then embedded whole
+                reason = f"{type(error).__name__}: {error}"
+            else:
+                reason = "the model's layers are not reproduced by the split"
+            if not all((folder / name).exists() for name in files):
+                unsupported.write_text(reason + "\n", encoding="utf-8")
+                return None
+    return files
 
 
 def joined_files(quantized: bool) -> tuple[str, str]:

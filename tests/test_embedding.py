@@ -637,9 +637,29 @@ def test_a_model_the_split_does_not_reproduce_gets_no_joined_graphs(
     loaded = load_embedder(DEFAULT_MODEL, "onnx", cache_dir=tmp_path)
     monkeypatch.setattr(onnx_export, "EXPORT_MIN_COSINE", 2.0)  # no split can agree
     assert not loaded.joins_pieces
-    assert not list(tmp_path.rglob("joined*"))
+    assert [path.suffix for path in tmp_path.rglob("joined*")] == [".txt"]  # noted, no graphs
     with pytest.raises(ValueError, match="cannot join"):
         loaded.embed_joined(["a"], [[0]])
+
+    def must_not_run(*args: object) -> None:
+        raise AssertionError("the model was loaded again to find out it cannot be split")
+
+    # Later runs read the note instead of loading the model again.
+    monkeypatch.setattr(onnx_export, "_export_joined", must_not_run)
+    assert not load_embedder(DEFAULT_MODEL, "onnx", cache_dir=tmp_path).joins_pieces
+
+
+def test_a_split_that_fails_falls_back_to_whole_passages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("tracing failed")
+
+    monkeypatch.setattr(onnx_export, "_export_joined", broken)
+    loaded = load_embedder(DEFAULT_MODEL, "onnx", cache_dir=tmp_path)
+    assert not loaded.joins_pieces
+    (note,) = tmp_path.rglob("joined*-unsupported.txt")
+    assert "tracing failed" in note.read_text(encoding="utf-8")
 
 
 def test_joined_states_keep_the_first_cls_and_the_last_sep_within_the_limit() -> None:
