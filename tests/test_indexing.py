@@ -423,28 +423,11 @@ def test_pooled_passage_vectors_are_recorded_and_a_changed_setting_rebuilds(
 ) -> None:
     settings = make_settings(passage_vectors="pooled")
     first = build_index(seeds_copy, settings, embedder=embedder)
-    generation = current_generation(settings.index)
-    assert generation is not None
-    manifest = json.loads((generation / MANIFEST).read_text())
+    manifest = _current_manifest(settings.index)
     assert (manifest["passage_vectors"], manifest["sentence_vectors"]) == ("pooled", "standalone")
     # The model read sentences and the two titles, never a passage whole.
     assert first.embedded < manifest["passages"] + manifest["sentences"]
-    pooled = Searcher.open(settings.index, embedder)
-    try:
-        assert pooled.stats().passage_vectors == "pooled"
-        read_pooled, read_whole = (
-            FaissVectorIndex.open(live_segments(index)[0] / PASSAGE_VECTORS)
-            for index in (settings.index, seed_index)
-        )
-        everything = np.arange(len(read_pooled))
-        similarity = read_pooled.vectors(everything) @ read_whole.vectors(everything).T
-        # A passage's pooled vector finds its own whole reading first (a ranking, no floor).
-        finds_itself = similarity.argmax(axis=1) == everything
-        assert finds_itself.mean() >= 0.9, np.flatnonzero(~finds_itself)
-        result = pooled.ask("How many documents from Pyongyang were examined?")
-        assert result.answer is not None and "54 documents" in result.answer.text
-    finally:
-        pooled.close()
+    _assert_passages_read_like_whole_ones(settings.index, seed_index, embedder, "pooled")
 
     # Switching back runs the passages through the model, though no file changed.
     back = build_index(seeds_copy, make_settings(), embedder=embedder)
@@ -456,9 +439,7 @@ def test_pooled_passage_vectors_are_recorded_and_a_changed_setting_rebuilds(
         make_settings(passage_vectors="pooled", sentence_vectors="in-context"),
         embedder=embedder,
     )
-    generation = current_generation(settings.index)
-    assert generation is not None
-    manifest = json.loads((generation / MANIFEST).read_text())
+    manifest = _current_manifest(settings.index)
     assert (manifest["passage_vectors"], manifest["sentence_vectors"]) == (
         "standalone",
         "in-context",
@@ -470,28 +451,37 @@ def test_joined_passage_vectors_are_recorded_and_answer_like_whole_readings(
 ) -> None:
     settings = make_settings(passage_vectors="joined")
     build_index(seeds_copy, settings, embedder=embedder)
-    generation = current_generation(settings.index)
-    assert generation is not None
-    manifest = json.loads((generation / MANIFEST).read_text())
+    manifest = _current_manifest(settings.index)
     assert (manifest["passage_vectors"], manifest["sentence_vectors"]) == ("joined", "standalone")
-    joined = Searcher.open(settings.index, embedder)
-    try:
-        assert joined.stats().passage_vectors == "joined"
-        read_joined, read_whole = (
-            FaissVectorIndex.open(live_segments(index)[0] / PASSAGE_VECTORS)
-            for index in (settings.index, seed_index)
-        )
-        everything = np.arange(len(read_joined))
-        similarity = read_joined.vectors(everything) @ read_whole.vectors(everything).T
-        finds_itself = similarity.argmax(axis=1) == everything
-        assert finds_itself.mean() >= 0.9, np.flatnonzero(~finds_itself)
-        result = joined.ask("How many documents from Pyongyang were examined?")
-        assert result.answer is not None and "54 documents" in result.answer.text
-    finally:
-        joined.close()
+    _assert_passages_read_like_whole_ones(settings.index, seed_index, embedder, "joined")
     # A backend that cannot join (torch) embeds passages whole, and says so.
     build_index(seeds_copy, make_settings(passage_vectors="joined"), embedder=torch_embedder)
-    generation = current_generation(settings.index)
+    assert _current_manifest(settings.index)["passage_vectors"] == "standalone"
+
+
+def _current_manifest(index_dir: Path) -> dict:
+    generation = current_generation(index_dir)
     assert generation is not None
-    manifest = json.loads((generation / MANIFEST).read_text())
-    assert manifest["passage_vectors"] == "standalone"
+    return json.loads((generation / MANIFEST).read_text())
+
+
+def _assert_passages_read_like_whole_ones(
+    index_dir: Path, whole_index: Path, embedder: Embedder, passage_vectors: str
+) -> None:
+    """Each passage's vector in `index_dir` finds its own whole reading (`whole_index`, the
+    same documents) first, a ranking with no floor, and the index still answers."""
+    searcher = Searcher.open(index_dir, embedder)
+    try:
+        assert searcher.stats().passage_vectors == passage_vectors
+        read_here, read_whole = (
+            FaissVectorIndex.open(live_segments(index)[0] / PASSAGE_VECTORS)
+            for index in (index_dir, whole_index)
+        )
+        everything = np.arange(len(read_here))
+        similarity = read_here.vectors(everything) @ read_whole.vectors(everything).T
+        finds_itself = similarity.argmax(axis=1) == everything
+        assert finds_itself.mean() >= 0.9, np.flatnonzero(~finds_itself)
+        result = searcher.ask("How many documents from Pyongyang were examined?")
+        assert result.answer is not None and "54 documents" in result.answer.text
+    finally:
+        searcher.close()
