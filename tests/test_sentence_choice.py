@@ -40,6 +40,13 @@ def test_the_features_describe_each_sentence() -> None:
     assert [row["short_found"] for row in named] == [0.0, 1.0]  # a name the question lacks
 
 
+def _evenly_scored(context: ChoiceContext, passage: Passage) -> np.ndarray:
+    """The features of every sentence of `passage`, with the same cosine and BM25 fed in for
+    each, so that only what the sentences say tells them apart."""
+    even = np.full(len(passage.sentences), 0.5)
+    return passage_features(context, passage, 0.7, even, even)
+
+
 def _column(rows: np.ndarray, name: str) -> list[float]:
     return [float(value) for value in rows[:, FEATURES.index(name)]]
 
@@ -51,7 +58,7 @@ def test_a_near_word_is_credited_less_than_the_word_and_more_than_an_unrelated_o
         "The abbey was painted in 1790.",
     )
     context = _context("When was the abbey bought?")
-    rows = passage_features(context, passage, 0.7, np.full(3, 0.5), np.full(3, 0.5))
+    rows = _evenly_scored(context, passage)
     purchased, bought, painted = _column(rows, "soft_coverage")
     assert bought == pytest.approx(1.0)  # every question word is there
     assert bought > purchased > painted
@@ -73,7 +80,7 @@ def test_the_context_coverage_adds_the_sentence_before_and_only_it() -> None:
         "The network was never built.",
     )
     context = _context("What did Davies propose after packet switching?")
-    rows = passage_features(context, passage, 0.7, np.full(3, 0.5), np.full(3, 0.5))
+    rows = _evenly_scored(context, passage)
     own = _column(rows, "soft_coverage")
     with_previous = _column(rows, "context_coverage")
     assert with_previous[0] == own[0]  # the first sentence has nothing before it
@@ -97,7 +104,7 @@ def test_a_sentence_after_the_one_naming_the_subject_scores_higher() -> None:
 def test_the_passage_coverage_is_the_passage_s_and_closeness_follows_the_topic() -> None:
     passage = _passage("The organ was restored in 1921.", "Lunch is served at noon.")
     context = _context("Who restored the church organ?", {"church": 0.1, "organ": 2.0})
-    rows = passage_features(context, passage, 0.7, np.full(2, 0.5), np.full(2, 0.5))
+    rows = _evenly_scored(context, passage)
     coverage = _column(rows, "passage_coverage")
     assert coverage[0] == coverage[1] == pytest.approx(2.0 / 2.1)  # "organ", not "church"
     closeness = _column(rows, "closeness")
