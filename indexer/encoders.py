@@ -251,7 +251,7 @@ class OnnxEncoder:
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for rows, outputs, _ in self._runs(texts, batch_size, with_tokens=False):
+        for rows, outputs, _ in self._runs(texts, batch_size):
             vectors[rows] = outputs[0]
         return vectors
 
@@ -260,7 +260,8 @@ class OnnxEncoder:
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         pooled: list[np.ndarray] = [np.zeros((0, self.dimension), dtype=np.float32)] * len(texts)
-        for rows, (embedded, tokens), encoded in self._runs(texts, batch_size, with_tokens=True):
+        runs = self._runs(texts, batch_size, names=["sentence_embedding", "token_embeddings"])
+        for rows, (embedded, tokens), encoded in runs:
             vectors[rows] = embedded
             for position, index in enumerate(rows):
                 item = encoded[index]
@@ -309,18 +310,18 @@ class OnnxEncoder:
         texts: list[str],
         batch_size: int,
         *,
-        with_tokens: bool = False,
         session: onnxruntime.InferenceSession | None = None,
         names: list[str] | None = None,
     ) -> Iterator[tuple[np.ndarray, list[np.ndarray], list[Any]]]:
-        """(rows, outputs, encodings) per batch; texts of similar length share a batch."""
+        """(rows, outputs, encodings) per batch; texts of similar length share a batch.
+
+        The outputs are `names` of `session` (by default the vectors of the whole model)."""
         if not texts:
             return
         encoded = self._tokenizer.encode_batch(self._prepare(texts))
         lengths = np.array([len(item.ids) for item in encoded])
         order = np.argsort(-lengths, kind="stable")
-        outputs = ["sentence_embedding", "token_embeddings"] if with_tokens else None
-        outputs = names or outputs
+        outputs = names or ["sentence_embedding"]
         run_session = session or self.session
         for batch in token_batches(lengths[order], batch_size, self.batch_tokens):
             rows = order[batch]
@@ -334,9 +335,7 @@ class OnnxEncoder:
                 mask[row, : len(item.ids)] = 1
                 types[row, : len(item.ids)] = item.type_ids
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-            result = run_session.run(
-                outputs or ["sentence_embedding"], {name: feed[name] for name in self.inputs}
-            )
+            result = run_session.run(outputs, {name: feed[name] for name in self.inputs})
             yield rows, result, encoded
 
 
