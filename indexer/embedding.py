@@ -326,15 +326,9 @@ def embed_cached(
     } | {text_hash(lead): lead for lead in leads if lead}
     computed_keys: set[bytes] = set()
     for group in (whole, parts):
-        missing = [key for key in group if key not in known]
-        missing = [missing[i] for i in _longest_first([group[key] for key in missing])]
-        if on_progress:
-            on_progress(len(group) - len(missing))
-        for start in range(0, len(missing), EMBED_CHUNK * 4):
-            batch = missing[start : start + EMBED_CHUNK * 4]
-            vectors = embedder.embed([group[key] for key in batch], batch_size, on_progress)
-            computed += _store(cache, known, batch, vectors)
-            computed_keys.update(batch)
+        missing = _embed_missing(embedder, cache, known, group, batch_size, on_progress)
+        computed += len(missing)
+        computed_keys.update(missing)
     if on_progress:
         on_progress(total - len(whole) - len(parts))
     handed_back = [keys[row] for row in embedded_rows] + all_span_keys
@@ -425,18 +419,16 @@ def _embed_joined(
         computed_keys.update(batch_keys)
         if on_progress:
             on_progress(sum(len(spans[row]) + 1 for row in rows))
-    # Texts without spans, and spans the cache lacks whose texts were not run above.
+    # Texts without spans, and spans the cache lacks whose texts were not run above (counted
+    # as done in the progress at the start).
     rest = {keys[row]: texts[row] for row in missing_rows if not spans[row]} | {
         key: text[a:b]
         for text, own, own_keys in zip(texts, spans, keys_of_spans, strict=True)
         for key, (a, b) in zip(own_keys, own, strict=True)
-        if key not in known
     }
-    if rest:
-        rest_keys = [list(rest)[i] for i in _longest_first(list(rest.values()))]
-        vectors = embedder.embed([rest[key] for key in rest_keys], batch_size)
-        computed += _store(cache, known, rest_keys, vectors)
-        computed_keys.update(rest_keys)
+    missing = _embed_missing(embedder, cache, known, rest, batch_size, None)
+    computed += len(missing)
+    computed_keys.update(missing)
     handed_back = keys + all_span_keys
     reused = len(handed_back) - len(computed_keys.intersection(handed_back))
     return CachedVectors(
@@ -445,6 +437,27 @@ def _embed_joined(
         computed,
         reused,
     )
+
+
+def _embed_missing(
+    embedder: Embedder,
+    cache: EmbeddingCache,
+    known: dict[bytes, np.ndarray],
+    group: dict[bytes, str],
+    batch_size: int,
+    on_progress: Callable[[int], None] | None,
+) -> list[bytes]:
+    """Embed the texts of `group` (by key) that `known` lacks, longest first, into the cache
+    and `known`; the keys embedded. Progress counts the ones already known at once."""
+    missing = [key for key in group if key not in known]
+    missing = [missing[i] for i in _longest_first([group[key] for key in missing])]
+    if on_progress:
+        on_progress(len(group) - len(missing))
+    for start in range(0, len(missing), EMBED_CHUNK * 4):
+        batch = missing[start : start + EMBED_CHUNK * 4]
+        vectors = embedder.embed([group[key] for key in batch], batch_size, on_progress)
+        _store(cache, known, batch, vectors)
+    return missing
 
 
 def lead_of(text: str, spans: Sequence[Span]) -> str:
