@@ -399,12 +399,7 @@ def cpu_isa() -> str:
     machine = platform.machine().lower()
     if machine in {"arm64", "aarch64"}:
         return "arm64"
-    flags: set[str] = set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
+    flags = set(_cpuinfo("flags").split())
     if "avx512_vnni" in flags or "avx_vnni" in flags:
         return "avx512_vnni"
     return "avx2"
@@ -413,14 +408,18 @@ def cpu_isa() -> str:
 def cpu_description() -> str:
     """The CPU as reports name it: model, core count and int8 kernels ("AMD EPYC, 2 cores,
     int8 kernels: AVX-512 VNNI"), read from this machine rather than assumed."""
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    model = _cpuinfo("model name") or platform.processor() or platform.machine()
     isa = {"avx512_vnni": "AVX-512 VNNI", "avx2": "AVX2 only"}.get(cpu_isa(), cpu_isa())
     return f"{model}, {os.cpu_count()} cores, int8 kernels: {isa}"
+
+
+def _cpuinfo(field: str) -> str:
+    """The first value of `field` in /proc/cpuinfo ("flags", "model name"), or ""."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith(field):
+                return line.split(":", 1)[1].strip()
+    return ""
 
 
 def _int8_file_name() -> str:
