@@ -8,7 +8,12 @@ embeddings can also pool the vectors of character spans of a text from the run o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import os
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,6 +34,14 @@ Span = tuple[int, int]
 # quiet machine, about 2x under load; 256 to 1,024 did about as well (bench/batching.py,
 # BENCHMARKS.md).
 BATCH_TOKENS = 512
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 class Encoder(Protocol):
@@ -181,8 +194,71 @@ class TorchEncoder:
         return [len(ids) for ids in encoded["input_ids"]]
 
 
+class SessionPool:
+    """Copies of one ONNX graph that run batches side by side, each copy on one core.
+
+    On small batches one session spread over both cores spends much of each run keeping its
+    threads in step: on SciFact abstracts and their sentences (AMD EPYC, 2 cores, int8) two
+    one-core copies running alternate batches embedded 1.15-1.3x faster than one two-core
+    session (bench/batching.py --sessions, BENCHMARKS.md). With one copy, runs go straight to
+    it, so concurrent callers (a server's request threads) are not serialised.
+    """
+
+    def __init__(self, make: Callable[[], onnxruntime.InferenceSession], copies: int) -> None:
+        self.copies = max(1, copies)
+        self._make = make
+        # One copy now (so that a graph that cannot load says so at once); the others on the
+        # first batches, so that a re-index with nothing to embed does not wait for them.
+        self.sessions = [make()]
+        self._free: queue.SimpleQueue[onnxruntime.InferenceSession] = queue.SimpleQueue()
+        self._free.put(self.sessions[0])
+        self._executor: ThreadPoolExecutor | None = None
+        self._starting = threading.Lock()
+
+    def _start_copies(self) -> ThreadPoolExecutor:
+        with self._starting:
+            if self._executor is None:
+                for _ in range(self.copies - 1):
+                    session = self._make()
+                    self.sessions.append(session)
+                    self._free.put(session)
+                self._executor = ThreadPoolExecutor(self.copies, thread_name_prefix="onnx-run")
+            return self._executor
+
+    def run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The `outputs` of one run of the graph on `feed`."""
+        if self.copies == 1:
+            return list(self.sessions[0].run(outputs, feed))
+        session = self._free.get()
+        try:
+            return list(session.run(outputs, feed))
+        finally:
+            self._free.put(session)
+
+    def run_all(
+        self, outputs: list[str], feeds: Iterable[dict[str, np.ndarray]]
+    ) -> Iterator[list[np.ndarray]]:
+        """The outputs of a run on each of `feeds`, in order; the copies take turns, with at
+        most two feeds per copy waiting so that results do not pile up."""
+        if self.copies == 1:
+            yield from (self.run(outputs, feed) for feed in feeds)
+            return
+        executor = self._start_copies()
+        pending: deque[Future[list[np.ndarray]]] = deque()
+        for feed in feeds:
+            pending.append(executor.submit(self.run, outputs, feed))
+            if len(pending) >= 2 * self.copies:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 class OnnxEncoder:
-    """The exported pipeline in onnxruntime; texts are tokenised with the `tokenizers` library."""
+    """The exported pipeline in onnxruntime; texts are tokenised with the `tokenizers` library.
+
+    `threads` 0 (the default, for indexing) runs one one-core copy of the graph per usable
+    core (`SessionPool`); any other number runs one session on that many threads.
+    """
 
     def __init__(
         self, folder: Path, model_file: str, meta: dict[str, Any], threads: int = 0
@@ -210,23 +286,26 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        options.intra_op_num_threads = threads  # 0: one per core
+        self.copies = usable_cores() if threads == 0 else 1
+        options.intra_op_num_threads = 1 if self.copies > 1 else threads
         # Idle pool threads otherwise spin after each run and steal the cores from the numpy
         # scoring that follows: a SciFact question took 23.8 ms with spinning, 12.9 without.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._options = options
-        self.session: onnxruntime.InferenceSession = self._session(model_file)
-        self._joined: tuple[onnxruntime.InferenceSession, onnxruntime.InferenceSession] | None
-        self._joined = None
+        self.sessions = self._pool(model_file)
+        self._joined: tuple[SessionPool, SessionPool] | None = None
         # Makes (or finds) the joined graphs' files on first use; set by the exporter.
         self.joined_loader: Callable[[], tuple[str, str] | None] | None = None
 
-    def _session(self, model_file: str) -> onnxruntime.InferenceSession:
+    def _pool(self, model_file: str) -> SessionPool:
         import onnxruntime as ort
 
-        return ort.InferenceSession(
-            str(self.folder / model_file), self._options, providers=["CPUExecutionProvider"]
-        )
+        def make() -> onnxruntime.InferenceSession:
+            return ort.InferenceSession(
+                str(self.folder / model_file), self._options, providers=["CPUExecutionProvider"]
+            )
+
+        return SessionPool(make, self.copies)
 
     @property
     def joins_pieces(self) -> bool:
@@ -236,7 +315,7 @@ class OnnxEncoder:
             loader, self.joined_loader = self.joined_loader, None
             files = loader()
             if files is not None:
-                self._joined = (self._session(files[0]), self._session(files[1]))
+                self._joined = (self._pool(files[0]), self._pool(files[1]))
         return self._joined is not None
 
     def _prepare(self, texts: list[str]) -> list[str]:
@@ -284,7 +363,9 @@ class OnnxEncoder:
         lower, upper = self._joined
         piece_vectors = np.zeros((len(pieces), self.dimension), dtype=np.float32)
         states: list[np.ndarray] = [np.zeros((0, 0), dtype=np.float32)] * len(pieces)
-        runs = self._runs(pieces, batch_size, session=lower, names=["sentence_embedding", "states"])
+        runs = self._runs(
+            pieces, batch_size, sessions=lower, names=["sentence_embedding", "states"]
+        )
         for rows, (embedded, hidden), encoded in runs:
             piece_vectors[rows] = embedded
             for position, index in enumerate(rows):
@@ -293,15 +374,21 @@ class OnnxEncoder:
         group_vectors = np.zeros((len(groups), self.dimension), dtype=np.float32)
         lengths = np.array([len(item) for item in joined])
         order = np.argsort(-lengths, kind="stable")
-        for batch in token_batches(lengths[order], batch_size, self.batch_tokens):
-            rows = order[batch]
+        batches = [
+            order[batch] for batch in token_batches(lengths[order], batch_size, self.batch_tokens)
+        ]
+
+        def feed_of(rows: np.ndarray) -> dict[str, np.ndarray]:
             width = int(lengths[rows].max())
             feed = np.zeros((len(rows), width, joined[rows[0]].shape[1]), dtype=np.float32)
             mask = np.zeros((len(rows), width), dtype=np.int64)
             for row, index in enumerate(rows):
                 feed[row, : lengths[index]] = joined[index]
                 mask[row, : lengths[index]] = 1
-            result = upper.run(["sentence_embedding"], {"states": feed, "attention_mask": mask})
+            return {"states": feed, "attention_mask": mask}
+
+        results = upper.run_all(["sentence_embedding"], map(feed_of, batches))
+        for rows, result in zip(batches, results, strict=True):
             group_vectors[rows] = result[0]
         return piece_vectors, group_vectors
 
@@ -310,21 +397,22 @@ class OnnxEncoder:
         texts: list[str],
         batch_size: int,
         *,
-        session: onnxruntime.InferenceSession | None = None,
+        sessions: SessionPool | None = None,
         names: list[str] | None = None,
     ) -> Iterator[tuple[np.ndarray, list[np.ndarray], list[Any]]]:
         """(rows, outputs, encodings) per batch; texts of similar length share a batch.
 
-        The outputs are `names` of `session` (by default the vectors of the whole model)."""
+        The outputs are `names` of `sessions` (by default the vectors of the whole model)."""
         if not texts:
             return
         encoded = self._tokenizer.encode_batch(self._prepare(texts))
         lengths = np.array([len(item.ids) for item in encoded])
         order = np.argsort(-lengths, kind="stable")
-        outputs = names or ["sentence_embedding"]
-        run_session = session or self.session
-        for batch in token_batches(lengths[order], batch_size, self.batch_tokens):
-            rows = order[batch]
+        batches = [
+            order[batch] for batch in token_batches(lengths[order], batch_size, self.batch_tokens)
+        ]
+
+        def feed_of(rows: np.ndarray) -> dict[str, np.ndarray]:
             width = int(lengths[rows].max())
             ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -335,7 +423,11 @@ class OnnxEncoder:
                 mask[row, : len(item.ids)] = 1
                 types[row, : len(item.ids)] = item.type_ids
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-            result = run_session.run(outputs, {name: feed[name] for name in self.inputs})
+            return {name: feed[name] for name in self.inputs}
+
+        pool = sessions or self.sessions
+        results = pool.run_all(names or ["sentence_embedding"], map(feed_of, batches))
+        for rows, result in zip(batches, results, strict=True):
             yield rows, result, encoded
 
 

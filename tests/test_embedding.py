@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -87,6 +88,10 @@ def _export_folder(cache_dir: Path) -> Path:
     folders = [path for path in (cache_dir / "onnx").iterdir() if path.is_dir()]
     assert len(folders) == 1, folders
     return folders[0]
+
+
+def _meta_of(encoder: encoders.OnnxEncoder) -> dict[str, object]:
+    return dict(json.loads((encoder.folder / onnx_export.ONNX_META).read_text(encoding="utf-8")))
 
 
 def _copy_export(made: Path, folder: Path) -> None:
@@ -175,8 +180,16 @@ def test_query_embedder_runs_on_one_thread_with_the_same_vectors(
         queries = load_embedder(DEFAULT_MODEL, backend, for_queries=True)
         assert isinstance(queries.encoder, encoders.OnnxEncoder)
         assert isinstance(batch.encoder, encoders.OnnxEncoder)
-        assert queries.encoder.session.get_session_options().intra_op_num_threads == 1
-        assert batch.encoder.session.get_session_options().intra_op_num_threads == 0
+        assert queries.encoder.sessions.copies == 1
+        (query_session,) = queries.encoder.sessions.sessions
+        assert query_session.get_session_options().intra_op_num_threads == 1
+        # Indexing runs one one-core copy of the graph per usable core.
+        assert batch.encoder.sessions.copies == encoders.usable_cores()
+        batch.embed(SENTENCES * 8)
+        assert len(batch.encoder.sessions.sessions) == encoders.usable_cores()
+        for session in batch.encoder.sessions.sessions:
+            threads = session.get_session_options().intra_op_num_threads
+            assert threads == (1 if encoders.usable_cores() > 1 else 0)
         np.testing.assert_allclose(
             queries.embed_query(SENTENCES[0]), batch.embed_query(SENTENCES[0]), atol=1e-5
         )
@@ -533,13 +546,13 @@ def test_onnx_runs_are_cut_to_the_token_budget_without_changing_vectors(
     encoder = loaded.encoder
     assert isinstance(encoder, encoders.OnnxEncoder)
     shapes: list[tuple[int, int]] = []
-    run = encoder.session.run
+    run = encoder.sessions.run
 
     def recording(names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         shapes.append(feed["input_ids"].shape)
         return run(names, feed)
 
-    monkeypatch.setattr(encoder, "session", _Session(recording))
+    monkeypatch.setattr(encoder, "sessions", encoders.SessionPool(lambda: _Session(recording), 1))
     monkeypatch.setattr(encoder, "batch_tokens", 1 << 30)
     whole = loaded.embed(SENTENCES, 64)
     assert len(shapes) == 1
@@ -553,6 +566,44 @@ def test_onnx_runs_are_cut_to_the_token_budget_without_changing_vectors(
 class _Session:
     def __init__(self, run: object) -> None:
         self.run = run
+
+
+def test_session_copies_run_batches_side_by_side_and_keep_their_order() -> None:
+    # Each of the first two runs waits at the barrier until the other has started: were the
+    # copies not running at once, the barrier would time out and break.
+    started = threading.Barrier(2, timeout=30)
+    calls: list[int] = []
+
+    def run(names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        number = int(feed["x"][0])
+        calls.append(number)
+        if number < 2:
+            started.wait()
+        return [feed["x"] * 10]
+
+    pool = encoders.SessionPool(lambda: _Session(run), 2)
+    feeds = [{"x": np.array([number])} for number in range(7)]
+    results = list(pool.run_all(["y"], feeds))
+    assert [int(result[0][0]) for result in results] == [0, 10, 20, 30, 40, 50, 60]
+    assert sorted(calls) == list(range(7))
+    assert len({id(session) for session in pool.sessions}) == 2
+
+
+def test_one_core_copies_embed_exactly_as_one_session(
+    onnx_embedders: dict[str, Embedder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = onnx_embedders["onnx-int8"]
+    encoder = loaded.encoder
+    assert isinstance(encoder, encoders.OnnxEncoder)
+    monkeypatch.setattr(encoders, "usable_cores", lambda: 2)
+    twin = encoders.OnnxEncoder(encoder.folder, encoder.model_file, _meta_of(encoder), threads=0)
+    single = encoders.OnnxEncoder(encoder.folder, encoder.model_file, _meta_of(encoder), threads=2)
+    assert (twin.sessions.copies, single.sessions.copies) == (2, 1)
+    for each in (twin, single):
+        each.batch_tokens = 40  # many batches, so that both copies take turns
+    texts = SENTENCES * 3
+    # int8 activations are scaled per batch: the same batches give the same vectors.
+    np.testing.assert_array_equal(twin.encode(texts, 64), single.encode(texts, 64))
 
 
 def _titled(title: str, body: str, spans: list[tuple[int, int]]) -> tuple[str, list[Span]]:
