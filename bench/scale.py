@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,9 @@ class SyntheticEncoder:
         self._real = real
         self._sample = sample
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+    def encode(
+        self, texts: list[str], batch_size: int, on_progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
         started = time.perf_counter()
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         sample = self._sample
@@ -125,6 +128,8 @@ class SyntheticEncoder:
             vector = base + noise.astype(np.float32)
             out[row] = vector / np.linalg.norm(vector)
         self.seconds += time.perf_counter() - started
+        if on_progress:
+            on_progress(len(texts))
         return out
 
     def encode_with_spans(

@@ -34,6 +34,8 @@ Span = tuple[int, int]
 # quiet machine, about 2x under load; 256 to 1,024 did about as well (bench/batching.py,
 # BENCHMARKS.md).
 BATCH_TOKENS = 512
+# Texts per call to sentence-transformers, between two progress reports.
+TORCH_PROGRESS_TEXTS = 256
 
 
 def usable_cores() -> int:
@@ -55,7 +57,12 @@ class Encoder(Protocol):
     max_tokens: int
     pools_spans: bool
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray: ...
+    def encode(
+        self,
+        texts: list[str],
+        batch_size: int,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray: ...
 
     def encode_with_spans(
         self, texts: list[str], spans: list[list[Span]], batch_size: int
@@ -179,15 +186,25 @@ class TorchEncoder:
             pooled.append(pool_spans(matrix, offsets, own_spans, self.dimension))
         return vectors, pooled
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        vectors = self.model.encode(
-            texts,
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+    def encode(
+        self,
+        texts: list[str],
+        batch_size: int,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(texts), TORCH_PROGRESS_TEXTS):
+            chunk = texts[start : start + TORCH_PROGRESS_TEXTS]
+            vectors[start : start + len(chunk)] = self.model.encode(
+                chunk,
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            if on_progress:
+                on_progress(len(chunk))
+        return vectors
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         encoded = self.model.tokenizer(texts, add_special_tokens=False, verbose=False)
@@ -328,10 +345,19 @@ class OnnxEncoder:
         encoded = self._counting.encode_batch(self._prepare(texts), add_special_tokens=False)
         return [len(item.ids) for item in encoded]
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+    def encode(
+        self,
+        texts: list[str],
+        batch_size: int,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Unit-length vectors of `texts`, in one stream of runs (so that the copies of the
+        graph never wait for each other between chunks); progress is counted per run."""
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for rows, outputs, _ in self._runs(texts, batch_size):
             vectors[rows] = outputs[0]
+            if on_progress:
+                on_progress(len(rows))
         return vectors
 
     def encode_with_spans(

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -304,8 +304,12 @@ class _RecordingEncoder:
     def __init__(self) -> None:
         self.chunks: list[list[str]] = []
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+    def encode(
+        self, texts: list[str], batch_size: int, on_progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
         self.chunks.append(texts)
+        if on_progress:
+            on_progress(len(texts))
         return np.array([[len(text), 1.0] for text in texts], dtype=np.float32)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
@@ -315,15 +319,15 @@ class _RecordingEncoder:
 def test_embedding_batches_texts_of_similar_length_and_keeps_the_order(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(embedding, "EMBED_CHUNK", 2)
     encoder = _RecordingEncoder()
     embedder = Embedder("fake", "onnx", encoder)
     texts = ["a", "a much longer sentence here", "medium text", "bb"]
     progress: list[int] = []
     vectors = embedder.embed(texts, on_progress=progress.append)
-    assert encoder.chunks == [["a much longer sentence here", "medium text"], ["bb", "a"]]
+    # One stream, longest first; the encoder cuts it into runs and reports their progress.
+    assert encoder.chunks == [["a much longer sentence here", "medium text", "bb", "a"]]
     assert vectors[:, 0].tolist() == [float(len(text)) for text in texts]
-    assert progress == [2, 2]
+    assert progress == [4]
 
 
 def test_quantizing_leaves_the_program_logging_alone(
@@ -420,8 +424,12 @@ class _MeanOfWordsEncoder:
     def __init__(self) -> None:
         self.texts: list[str] = []
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+    def encode(
+        self, texts: list[str], batch_size: int, on_progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
         self.texts.extend(texts)
+        if on_progress:
+            on_progress(len(texts))
         return np.array([[len(text), 1.0] for text in texts], dtype=np.float32)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
@@ -558,8 +566,10 @@ def test_onnx_runs_are_cut_to_the_token_budget_without_changing_vectors(
     assert len(shapes) == 1
     shapes.clear()
     monkeypatch.setattr(encoder, "batch_tokens", 40)
-    cut = loaded.embed(SENTENCES, 64)
+    progress: list[int] = []
+    cut = loaded.embed(SENTENCES, 64, progress.append)
     assert len(shapes) > 2 and all(rows * width <= 40 or rows == 1 for rows, width in shapes)
+    assert [rows for rows, _ in shapes] == progress  # progress is reported run by run
     np.testing.assert_allclose(cut, whole, atol=1e-4)  # float32: padding is masked out
 
 

@@ -397,7 +397,7 @@ def test_a_text_met_again_in_a_later_batch_of_the_run_is_not_embedded_again(
     embedded: list[str] = []
     encode = embedder.encoder.encode
 
-    def recording(texts: list[str], batch_size: int) -> object:
+    def recording(texts: list[str], batch_size: int, on_progress: object = None) -> object:
         embedded.extend(texts)
         return encode(texts, batch_size)
 

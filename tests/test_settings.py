@@ -148,7 +148,9 @@ def test_batch_size_setting_is_how_many_texts_go_to_the_model_at_once(
     sizes: list[int] = []
     encode = embedder.encoder.encode
 
-    def recording_encode(texts: list[str], batch_size: int) -> np.ndarray:
+    def recording_encode(
+        texts: list[str], batch_size: int, on_progress: object = None
+    ) -> np.ndarray:
         sizes.append(batch_size)
         return encode(texts, batch_size)
 
