@@ -34,6 +34,9 @@ Span = tuple[int, int]
 # quiet machine, about 2x under load; 256 to 1,024 did about as well (bench/batching.py,
 # BENCHMARKS.md).
 BATCH_TOKENS = 512
+# Each copy of a graph holds its own weights (about 23 MB int8, 90 MB float32 for MiniLM):
+# beyond this many cores, copies share them out as threads.
+MOST_GRAPH_COPIES = 8
 # Texts per call to sentence-transformers, between two progress reports.
 TORCH_PROGRESS_TEXTS = 256
 
@@ -274,7 +277,8 @@ class OnnxEncoder:
     """The exported pipeline in onnxruntime; texts are tokenised with the `tokenizers` library.
 
     `threads` 0 (the default, for indexing) runs one one-core copy of the graph per usable
-    core (`SessionPool`); any other number runs one session on that many threads.
+    core (`SessionPool`; at most `MOST_GRAPH_COPIES`, then with several threads each); any
+    other number runs one session on that many threads.
     """
 
     def __init__(
@@ -303,8 +307,9 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self.copies = usable_cores() if threads == 0 else 1
-        options.intra_op_num_threads = 1 if self.copies > 1 else threads
+        cores = usable_cores()
+        self.copies = min(cores, MOST_GRAPH_COPIES) if threads == 0 else 1
+        options.intra_op_num_threads = cores // self.copies if self.copies > 1 else threads
         # Idle pool threads otherwise spin after each run and steal the cores from the numpy
         # scoring that follows: a SciFact question took 23.8 ms with spinning, 12.9 without.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

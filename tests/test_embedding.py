@@ -183,13 +183,14 @@ def test_query_embedder_runs_on_one_thread_with_the_same_vectors(
         assert queries.encoder.sessions.copies == 1
         (query_session,) = queries.encoder.sessions.sessions
         assert query_session.get_session_options().intra_op_num_threads == 1
-        # Indexing runs one one-core copy of the graph per usable core.
-        assert batch.encoder.sessions.copies == encoders.usable_cores()
+        # Indexing runs one one-core copy of the graph per usable core (up to a limit).
+        copies = min(encoders.usable_cores(), encoders.MOST_GRAPH_COPIES)
+        assert batch.encoder.sessions.copies == copies
         batch.embed(SENTENCES * 8)
-        assert len(batch.encoder.sessions.sessions) == encoders.usable_cores()
+        assert len(batch.encoder.sessions.sessions) == copies
         for session in batch.encoder.sessions.sessions:
             threads = session.get_session_options().intra_op_num_threads
-            assert threads == (1 if encoders.usable_cores() > 1 else 0)
+            assert threads == (encoders.usable_cores() // copies if copies > 1 else 0)
         np.testing.assert_allclose(
             queries.embed_query(SENTENCES[0]), batch.embed_query(SENTENCES[0]), atol=1e-5
         )
@@ -609,6 +610,10 @@ def test_one_core_copies_embed_exactly_as_one_session(
     twin = encoders.OnnxEncoder(encoder.folder, encoder.model_file, _meta_of(encoder), threads=0)
     single = encoders.OnnxEncoder(encoder.folder, encoder.model_file, _meta_of(encoder), threads=2)
     assert (twin.sessions.copies, single.sessions.copies) == (2, 1)
+    monkeypatch.setattr(encoders, "usable_cores", lambda: 32)
+    many = encoders.OnnxEncoder(encoder.folder, encoder.model_file, _meta_of(encoder), threads=0)
+    assert many.sessions.copies == encoders.MOST_GRAPH_COPIES == 8
+    assert many.sessions.sessions[0].get_session_options().intra_op_num_threads == 4
     for each in (twin, single):
         each.batch_tokens = 40  # many batches, so that both copies take turns
     texts = SENTENCES * 3
