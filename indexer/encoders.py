@@ -215,13 +215,13 @@ class TorchEncoder:
 
 
 class SessionPool:
-    """Copies of one ONNX graph that run batches side by side, each copy on one core.
+    """Copies of one ONNX graph that run batches side by side, each on its share of the cores.
 
     On small batches one session spread over both cores spends much of each run keeping its
     threads in step: on SciFact abstracts and their sentences (AMD EPYC, 2 cores, int8) two
-    one-core copies running alternate batches embedded 1.15-1.3x faster than one two-core
-    session (bench/batching.py --sessions, BENCHMARKS.md). With one copy, runs go straight to
-    it, so concurrent callers (a server's request threads) are not serialised.
+    one-core copies taking turns at the batches embedded 1.14x the tokens per second of one
+    two-core session (bench/batching.py --sessions, BENCHMARKS.md). With one copy, runs go
+    straight to it, so concurrent callers (a server's request threads) are not serialised.
     """
 
     def __init__(self, make: Callable[[], onnxruntime.InferenceSession], copies: int) -> None:
