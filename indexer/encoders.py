@@ -404,10 +404,6 @@ class OnnxEncoder:
         joined = [_joined_states(states, group, self.max_tokens) for group in groups]
         group_vectors = np.zeros((len(groups), self.dimension), dtype=np.float32)
         lengths = np.array([len(item) for item in joined])
-        order = np.argsort(-lengths, kind="stable")
-        batches = [
-            order[batch] for batch in token_batches(lengths[order], batch_size, self.batch_tokens)
-        ]
 
         def feed_of(rows: np.ndarray) -> dict[str, np.ndarray]:
             width = int(lengths[rows].max())
@@ -418,8 +414,9 @@ class OnnxEncoder:
                 mask[row, : lengths[index]] = 1
             return {"states": feed, "attention_mask": mask}
 
-        results = upper.run_all(["sentence_embedding"], map(feed_of, batches))
-        for rows, result in zip(batches, results, strict=True):
+        for rows, result in self._batched(
+            lengths, batch_size, upper, ["sentence_embedding"], feed_of
+        ):
             group_vectors[rows] = result[0]
         return piece_vectors, group_vectors
 
@@ -438,10 +435,6 @@ class OnnxEncoder:
             return
         encoded = self._tokenizer.encode_batch(self._prepare(texts))
         lengths = np.array([len(item.ids) for item in encoded])
-        order = np.argsort(-lengths, kind="stable")
-        batches = [
-            order[batch] for batch in token_batches(lengths[order], batch_size, self.batch_tokens)
-        ]
 
         def feed_of(rows: np.ndarray) -> dict[str, np.ndarray]:
             width = int(lengths[rows].max())
@@ -456,10 +449,27 @@ class OnnxEncoder:
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
             return {name: feed[name] for name in self.inputs}
 
-        pool = sessions or self.sessions
-        results = pool.run_all(names or ["sentence_embedding"], map(feed_of, batches))
-        for rows, result in zip(batches, results, strict=True):
+        outputs = names or ["sentence_embedding"]
+        for rows, result in self._batched(
+            lengths, batch_size, sessions or self.sessions, outputs, feed_of
+        ):
             yield rows, result, encoded
+
+    def _batched(
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        sessions: SessionPool,
+        outputs: list[str],
+        feed_of: Callable[[np.ndarray], dict[str, np.ndarray]],
+    ) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+        """(rows, outputs) per run over items of `lengths` tokens: longest first, cut to the
+        token budget, each run's inputs made by `feed_of(rows)`."""
+        order = np.argsort(-lengths, kind="stable")
+        batches = [
+            order[batch] for batch in token_batches(lengths[order], batch_size, self.batch_tokens)
+        ]
+        yield from zip(batches, sessions.run_all(outputs, map(feed_of, batches)), strict=True)
 
 
 def _joined_states(states: Sequence[np.ndarray], group: Sequence[int], most: int) -> np.ndarray:
