@@ -1,0 +1,134 @@
+"""Experiment: do other fusion weights rank SQuAD paragraphs better, held out?
+
+Every question of a SQuAD-format set is fused once as `Searcher.ask` fuses it (hybrid); the
+signals of its candidates are kept, so that paragraph R@1 can be recomputed for any
+`FusionWeights` without searching again. The passage weight stays 0.4 (only the ratios
+matter); the sentence, lexical and sentence-lexical weights run over a grid. The weights
+are chosen on one half of the articles (alternating) and read on the other, both ways,
+against the shipped weights on the same half.
+
+    PYTHONPATH=$PWD python eval/fusion_weights.py /work/shared/eval/squad-dev-v1.1-part-a.json \\
+        --cache CACHE [--passage-vectors joined]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexer.evaluation import build_eval_index, default_cache_dir, load_squad, workspace_for
+from indexer.retrieval import Searcher
+from indexer.search.fusion import FusionWeights
+from indexer.settings import Settings
+
+GRID = {
+    "sentence": np.round(np.arange(0.15, 0.56, 0.05), 2),
+    "lexical": np.round(np.arange(0.10, 0.36, 0.05), 2),
+    "sentence_lexical": np.round(np.arange(0.10, 0.56, 0.10), 2),
+}
+
+
+@dataclass(slots=True)
+class Fusion:
+    """One question's candidates and their signals (the fields of `Fused`)."""
+
+    article: int
+    rows: np.ndarray
+    sentence_start: np.ndarray
+    sentence_dense: np.ndarray
+    sentence_lexical: np.ndarray
+    passage_dense: np.ndarray
+    passage_lexical: np.ndarray
+    gold: set[int]
+
+    def top_is_gold(self, weights: FusionWeights) -> bool:
+        if not len(self.rows):
+            return False
+        sentence = self.sentence_dense + weights.sentence_lexical * self.sentence_lexical
+        best = np.maximum.reduceat(sentence, self.sentence_start[:-1])
+        scores = (
+            weights.passage * self.passage_dense
+            + weights.lexical * self.passage_lexical
+            + weights.sentence * best
+        )
+        return int(self.rows[int(np.argmax(scores))]) in self.gold
+
+
+def collect(path: Path, settings: Settings) -> list[Fusion]:
+    eval_set = load_squad(path)
+    build_eval_index(eval_set, settings)
+    article_of = {document.filename: n for n, document in enumerate(eval_set.documents)}
+    searcher = Searcher.open(settings.index, answer_threshold=settings.answer_threshold)
+    fusions = []
+    try:
+        for question in eval_set.questions:
+            (gold,) = question.relevant
+            doc_id, _, number = gold.rpartition("#")
+            ranges = searcher._store.paragraph_ranges([(doc_id, int(number))])
+            query = searcher._query(question.text, "hybrid", None)
+            assert query is not None
+            _, fused = searcher._fuse(query, searcher._candidates.per_signal)
+            fusions.append(
+                Fusion(
+                    article_of[doc_id],
+                    fused.rows,
+                    fused.sentence_start,
+                    fused.sentence_dense,
+                    fused.sentence_lexical,
+                    fused.passage_dense,
+                    fused.passage_lexical,
+                    {row for start, end in ranges for row in range(int(start), int(end))},
+                )
+            )
+    finally:
+        searcher.close()
+    return fusions
+
+
+def recall_at_1(fusions: list[Fusion], weights: FusionWeights) -> float:
+    return float(np.mean([f.top_is_gold(weights) for f in fusions]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("squad", type=Path)
+    parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("--passage-vectors", default=None)
+    args = parser.parse_args()
+    settings = Settings()
+    if args.passage_vectors:
+        settings = settings.with_overrides(passage_vectors=args.passage_vectors)
+    cache = args.cache or default_cache_dir()
+    settings = settings.with_overrides(index=workspace_for(load_squad(args.squad), settings, cache))
+    fusions = collect(args.squad, settings)
+    shipped = FusionWeights()
+    grid = [
+        FusionWeights(shipped.passage, float(s), float(lex), float(sl))
+        for s, lex, sl in itertools.product(*GRID.values())
+    ]
+    best = max(grid, key=lambda w: recall_at_1(fusions, w))
+    report: dict[str, object] = {}
+    report["all"] = {
+        "shipped": round(recall_at_1(fusions, shipped), 4),
+        "best_in_sample": round(recall_at_1(fusions, best), 4),
+        "best_weights": [best.sentence, best.lexical, best.sentence_lexical],
+    }
+    for half in (0, 1):
+        fitted = [f for f in fusions if f.article % 2 == half]
+        measured = [f for f in fusions if f.article % 2 != half]
+        chosen = max(grid, key=lambda w: recall_at_1(fitted, w))
+        report[f"chosen on half {half}"] = {
+            "weights": [chosen.sentence, chosen.lexical, chosen.sentence_lexical],
+            "held_out": round(recall_at_1(measured, chosen), 4),
+            "held_out_shipped": round(recall_at_1(measured, shipped), 4),
+        }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
