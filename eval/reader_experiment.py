@@ -1,0 +1,350 @@
+"""Experiment: would a reader fine-tuned from the bundled model help issues 13 and 14?
+
+A reader reads the question and one sentence together ("[CLS] question [SEP] sentence
+[SEP]") and says whether the sentence answers. None is bundled; this script makes one from
+the bundled all-MiniLM-L6-v2 (every layer fine-tuned, a linear head on [CLS]) on half of the
+articles of a SQuAD-format tuning set and measures it on the other half:
+
+- training pairs: every sentence of each question's gold paragraph (label: it holds a gold
+  answer) and the sentence the engine offers when the gold paragraph is withheld;
+- sentence choice (issue 13): the five best sentences by the fitted choice score
+  (`indexer.sentence_choice`) of the normal ask are rescored as choice + alpha * reader logit;
+- answerability (issue 14): the reader's logit on the offered sentence is added to the
+  answerability evidence (`indexer.answerability`) in a refitted logistic model, and the share
+  of withheld-gold questions still answered is read at 0.93 and 0.955 of normal questions
+  answered.
+
+alpha and the logistic model are fitted on one half of the held-out articles and measured on
+the other, both ways. Nothing here is used by the engine: it is the measurement behind
+eval/reports/README.md ("A reader fine-tuned from the bundled model"). It needs torch and
+transformers (installed with sentence-transformers) and takes about 30 minutes on 2 cores.
+
+    PYTHONPATH=$PWD python eval/reader_experiment.py /work/shared/eval/squad-dev-v1.1-part-a.json \\
+        --cache CACHE --work /tmp/reader
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fit_answerability import fit  # noqa: E402
+
+from indexer.answerability import rarity_weights  # noqa: E402
+from indexer.embedding import resolve_model  # noqa: E402
+from indexer.evaluation import (  # noqa: E402
+    ANSWER_K,
+    answer_matches,
+    build_eval_index,
+    default_cache_dir,
+    load_squad,
+    workspace_for,
+)
+from indexer.onnx_export import cpu_description  # noqa: E402
+from indexer.retrieval import Searcher  # noqa: E402
+from indexer.sentence_choice import ChoiceContext, sentence_scores  # noqa: E402
+from indexer.settings import DEFAULT_MODEL, Settings  # noqa: E402
+from indexer.text import lexical_terms  # noqa: E402
+
+CHOICE_CANDIDATES = 5
+BATCH = 32
+LEARNING_RATE = 4e-5
+WARMUP_STEPS = 30
+MAX_TOKENS = 128
+ALPHAS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0)
+RATES = (0.93, 0.955)
+
+
+@dataclass(slots=True)
+class Ask:
+    """The sentence offered for a question (asked normally or withheld), and its evidence."""
+
+    text: str
+    evidence: list[float]
+    correct: bool
+
+
+@dataclass(slots=True)
+class Question:
+    text: str
+    article: int
+    gold_sentences: list[tuple[str, bool]]  # the gold paragraph's sentences, holding an answer
+    choices: list[tuple[str, float, bool]]  # the five best sentences by choice score
+    normal: Ask | None
+    withheld: Ask | None
+    logits: dict[str, float] = field(default_factory=dict)  # reader logit per sentence text
+
+
+def collect(path: Path, cache: Path) -> list[Question]:
+    """Ask every question normally and with its gold paragraph withheld."""
+    eval_set = load_squad(path)
+    settings = Settings()
+    settings = settings.with_overrides(index=workspace_for(eval_set, settings, cache))
+    build_eval_index(eval_set, settings)
+    article_of = {document.filename: n for n, document in enumerate(eval_set.documents)}
+    searcher = Searcher.open(settings.index, answer_threshold=settings.answer_threshold)
+    questions = []
+    try:
+        for question in eval_set.questions:
+            (gold,) = question.relevant
+            doc_id, _, number = gold.rpartition("#")
+            paragraph = (doc_id, int(number))
+            gold_sentences = []
+            for start, end in searcher._store.paragraph_ranges([paragraph]):
+                for passage in searcher._store.passages(list(range(int(start), int(end)))):
+                    gold_sentences += [s.text for s in passage.sentences]
+            asks = []
+            for withhold in ([], [paragraph]):
+                assessment = searcher.ask(question.text, ANSWER_K, withhold=withhold).assessment
+                asks.append(
+                    None
+                    if assessment is None
+                    else Ask(
+                        assessment.candidate.text,
+                        list(assessment.evidence.values()),
+                        answer_matches(assessment.candidate.text, question.answers),
+                    )
+                )
+            questions.append(
+                Question(
+                    question.text,
+                    article_of[doc_id],
+                    [
+                        (text, answer_matches(text, question.answers))
+                        for text in dict.fromkeys(gold_sentences)
+                    ],
+                    _choices(searcher, question.text, question.answers),
+                    asks[0],
+                    asks[1],
+                )
+            )
+    finally:
+        searcher.close()
+    return questions
+
+
+def _choices(
+    searcher: Searcher, question: str, answers: tuple[str, ...]
+) -> list[tuple[str, float, bool]]:
+    """The best sentences of the top passages by the fitted choice score (eval may reach in)."""
+    query = searcher._query(question, "hybrid", None)
+    assert query is not None
+    _, fused = searcher._fuse(query, searcher._candidates.per_signal)
+    top = fused.order()[:ANSWER_K]
+    passages = searcher._store.passages(fused.rows[top])
+    rarity = rarity_weights(
+        query.terms, [set(lexical_terms(f"{p.title} {p.text}")) for p in passages]
+    )
+    context = ChoiceContext.of(query.text, query.terms, rarity)
+    scored = []
+    for position, passage in zip(top, passages, strict=True):
+        first = int(fused.sentence_start[position])
+        end = first + len(passage.sentences)
+        scores = sentence_scores(
+            context,
+            passage,
+            float(fused.scores[position]),
+            fused.sentence_dense[first:end],
+            fused.sentence_lexical[first:end],
+        )
+        scored += [
+            (s.text, float(v), answer_matches(s.text, answers))
+            for s, v in zip(passage.sentences, scores, strict=True)
+        ]
+    scored.sort(key=lambda item: -item[1])
+    return scored[:CHOICE_CANDIDATES]
+
+
+def train_reader(
+    pairs: list[tuple[str, str, bool]],
+    train_layers: int | None = None,
+    learning_rate: float = LEARNING_RATE,
+    seed: int = 0,
+) -> Any:
+    """Fine-tune the bundled model with a linear head on [CLS] (one pass, binary loss): every
+    layer, or only the last `train_layers` (the embeddings and the layers below stay frozen)."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    torch.manual_seed(seed)
+    random.Random(seed).shuffle(pairs)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))
+    model = AutoModel.from_pretrained(resolve_model(DEFAULT_MODEL))
+    head = torch.nn.Linear(model.config.hidden_size, 1)
+    if train_layers is not None:
+        frozen = [model.embeddings, *model.encoder.layer[: len(model.encoder.layer) - train_layers]]
+        for module in frozen:
+            module.requires_grad_(False)
+    params = [p for p in (*model.parameters(), *head.parameters()) if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
+    steps = len(pairs) // BATCH
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: min(1.0, (s + 1) / WARMUP_STEPS) * max(0.0, 1 - s / steps)
+    )
+    model.train()
+    started = time.perf_counter()
+    for step in range(steps):
+        batch = pairs[step * BATCH : (step + 1) * BATCH]
+        encoded = tokenizer(
+            [q for q, _, _ in batch],
+            [s for _, s, _ in batch],
+            padding=True,
+            truncation="only_second",
+            max_length=MAX_TOKENS,
+            return_tensors="pt",
+        )
+        logits = head(model(**encoded).last_hidden_state[:, 0]).squeeze(-1)
+        labels = torch.tensor([float(label) for _, _, label in batch])
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if step % 50 == 0:
+            print(
+                f"step {step}/{steps} loss {loss.item():.3f} {time.perf_counter() - started:.0f} s"
+            )
+    model.eval()
+    return tokenizer, model, head
+
+
+def read(reader: Any, pairs: list[tuple[str, str]]) -> list[float]:
+    """The reader's logit for each (question, sentence)."""
+    import torch
+
+    tokenizer, model, head = reader
+    out: list[float] = []
+    with torch.inference_mode():
+        for at in range(0, len(pairs), 64):
+            batch = pairs[at : at + 64]
+            encoded = tokenizer(
+                [q for q, _ in batch],
+                [s for _, s in batch],
+                padding=True,
+                truncation="only_second",
+                max_length=MAX_TOKENS,
+                return_tensors="pt",
+            )
+            out += head(model(**encoded).last_hidden_state[:, 0]).squeeze(-1).tolist()
+    return out
+
+
+def choice_accuracy(questions: list[Question], alpha: float) -> float:
+    """Share of questions whose best rescored candidate holds a gold answer."""
+    right = [
+        bool(q.choices) and max(q.choices, key=lambda c: c[1] + alpha * q.logits[c[0]])[2]
+        for q in questions
+    ]
+    return float(np.mean(right))
+
+
+def answerability(train: list[Question], test: list[Question], with_reader: bool) -> dict:
+    """Fit evidence (+ reader logit) on `train`; on `test`, the withheld-answered share at
+    each normal answered-rate in RATES, and the accuracy among the answered."""
+
+    def row(q: Question, ask: Ask) -> list[float]:
+        return ask.evidence + ([q.logits[ask.text]] if with_reader else [])
+
+    x = [row(q, a) for q in train for a, _ in ((q.normal, 1), (q.withheld, 0)) if a is not None]
+    y = [label for q in train for a, label in ((q.normal, 1), (q.withheld, 0)) if a is not None]
+    mean, spread = np.mean(x, axis=0), np.std(x, axis=0) + 1e-9
+    intercept, weights = fit((np.array(x) - mean) / spread, np.array(y, dtype=float))
+
+    def confidence(q: Question, ask: Ask | None) -> float:
+        if ask is None:
+            return -1.0
+        return float(intercept + ((np.array(row(q, ask)) - mean) / spread) @ weights)
+
+    normal = np.array([confidence(q, q.normal) for q in test])
+    withheld = np.array([confidence(q, q.withheld) for q in test])
+    correct = np.array([q.normal is not None and q.normal.correct for q in test])
+    result = {}
+    for rate in RATES:
+        threshold = np.quantile(normal, 1 - rate)
+        answered = normal >= threshold
+        result[str(rate)] = {
+            "answered_withheld": round(float((withheld >= threshold).mean()), 4),
+            "accuracy_answered": round(float(correct[answered].mean()), 4),
+        }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("squad", type=Path)
+    parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("--work", type=Path, required=True, help="Folder for the asked questions.")
+    parser.add_argument("--output", type=Path)
+    parser.add_argument(
+        "--train-layers", type=int, help="Fine-tune only the last N layers (default: all)."
+    )
+    parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    asked = args.work / "questions.pkl"
+    if asked.exists():
+        questions: list[Question] = pickle.loads(asked.read_bytes())
+    else:
+        questions = collect(args.squad, args.cache or default_cache_dir())
+        asked.write_bytes(pickle.dumps(questions))
+    train = [q for q in questions if q.article % 2 == 0]
+    held_out = [q for q in questions if q.article % 2 == 1]
+    pairs = [(q.text, text, label) for q in train for text, label in q.gold_sentences]
+    pairs += [(q.text, q.withheld.text, q.withheld.correct) for q in train if q.withheld]
+    started = time.perf_counter()
+    reader = train_reader(pairs, args.train_layers, args.learning_rate)
+    train_seconds = time.perf_counter() - started
+    wanted = {
+        (q.text, text)
+        for q in held_out
+        for text in [c[0] for c in q.choices]
+        + [a.text for a in (q.normal, q.withheld) if a is not None]
+    }
+    ordered = sorted(wanted)
+    logits = dict(zip(ordered, read(reader, ordered), strict=True))
+    for q in held_out:
+        q.logits = {text: value for (question, text), value in logits.items() if question == q.text}
+    halves = (
+        [q for q in held_out if q.article // 2 % 2 == 0],
+        [q for q in held_out if q.article // 2 % 2 == 1],
+    )
+    folds = []
+    for fitted, measured in (halves, halves[::-1]):
+        alpha = max(ALPHAS, key=lambda a: choice_accuracy(fitted, a))
+        folds.append(
+            {
+                "alpha": alpha,
+                "choice_accuracy": round(choice_accuracy(measured, 0.0), 4),
+                "choice_accuracy_with_reader": round(choice_accuracy(measured, alpha), 4),
+                "answerability": answerability(fitted, measured, with_reader=False),
+                "answerability_with_reader": answerability(fitted, measured, with_reader=True),
+            }
+        )
+    report = {
+        "command": f"PYTHONPATH=$PWD python eval/reader_experiment.py {args.squad}",
+        "machine": cpu_description(),
+        "train_layers": args.train_layers or "all",
+        "learning_rate": args.learning_rate,
+        "training_pairs": len(pairs),
+        "training_seconds": round(train_seconds),
+        "held_out_questions": len(held_out),
+        "folds": folds,
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
