@@ -289,6 +289,11 @@ def main() -> None:
         "--train-layers", type=int, help="Fine-tune only the last N layers (default: all)."
     )
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
+    parser.add_argument(
+        "--with-choices",
+        action="store_true",
+        help="Also train on the five best sentences by choice score of each normal ask.",
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     asked = args.work / "questions.pkl"
@@ -301,6 +306,14 @@ def main() -> None:
     held_out = [q for q in questions if q.article % 2 == 1]
     pairs = [(q.text, text, label) for q in train for text, label in q.gold_sentences]
     pairs += [(q.text, q.withheld.text, q.withheld.correct) for q in train if q.withheld]
+    if args.with_choices:
+        gold_pairs = {(q, text) for q, text, _ in pairs}
+        pairs += [
+            (q.text, text, correct)
+            for q in train
+            for text, _, correct in q.choices
+            if (q.text, text) not in gold_pairs
+        ]
     started = time.perf_counter()
     reader = train_reader(pairs, args.train_layers, args.learning_rate)
     train_seconds = time.perf_counter() - started
@@ -335,6 +348,7 @@ def main() -> None:
         "machine": cpu_description(),
         "train_layers": args.train_layers or "all",
         "learning_rate": args.learning_rate,
+        "with_choices": args.with_choices,
         "training_pairs": len(pairs),
         "training_seconds": round(train_seconds),
         "held_out_questions": len(held_out),
