@@ -29,20 +29,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from tuning import open_squad
 
 from indexer.answerability import AnswerEvidence
 from indexer.evaluation import (
     ANSWER_K,
     answer_matches,
-    build_eval_index,
     default_cache_dir,
     git_state,
-    load_squad,
-    workspace_for,
 )
 from indexer.onnx_export import cpu_description
-from indexer.retrieval import Searcher
-from indexer.settings import Settings
 
 NAMES = AnswerEvidence.names()
 # The answered-rate on normal questions the threshold must keep (issue 14: at least 0.93),
@@ -71,12 +67,8 @@ class Asked:
 
 def collect(path: Path, cache: Path) -> list[Asked]:
     """Ask every question normally and withheld; the evidence of each best sentence."""
-    eval_set = load_squad(path)
-    settings = Settings()
-    settings = settings.with_overrides(index=workspace_for(eval_set, settings, cache))
-    build_eval_index(eval_set, settings)  # re-chunked by this code, vectors from the cache
-    article_of = {document.filename: n for n, document in enumerate(eval_set.documents)}
-    searcher = Searcher.open(settings.index, answer_threshold=settings.answer_threshold)
+    # The index is re-chunked by this code, its vectors come from the cache.
+    eval_set, article_of, searcher = open_squad(path, cache)
     nothing = np.full(len(NAMES), np.nan)
     asked = []
     try:

@@ -30,23 +30,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from tuning import choice_candidates, open_squad
 
 from indexer.answer import has_new_answer_of_type
-from indexer.answerability import rarity_weights
 from indexer.evaluation import (
-    ANSWER_K,
     answer_matches,
-    build_eval_index,
     default_cache_dir,
     git_state,
-    load_squad,
-    workspace_for,
 )
 from indexer.onnx_export import cpu_description
-from indexer.retrieval import Searcher
-from indexer.sentence_choice import FEATURES, ChoiceContext, passage_features
-from indexer.settings import Settings
-from indexer.text import lexical_terms
+from indexer.sentence_choice import FEATURES, passage_features
 
 PENALTY = 1.0
 
@@ -64,12 +57,7 @@ class Candidates:
 
 def collect(path: Path, cache: Path, reuse_index: bool = False) -> Candidates:
     """Search every question; the features and labels of its candidate sentences."""
-    eval_set = load_squad(path)
-    settings = Settings()
-    settings = settings.with_overrides(index=workspace_for(eval_set, settings, cache))
-    build_eval_index(eval_set, settings, reuse_index=reuse_index)
-    article_of = {document.filename: n for n, document in enumerate(eval_set.documents)}
-    searcher = Searcher.open(settings.index, answer_threshold=settings.answer_threshold)
+    eval_set, article_of, searcher = open_squad(path, cache, reuse_index=reuse_index)
     rows: list[np.ndarray] = []
     labels: list[float] = []
     old: list[float] = []
@@ -79,16 +67,7 @@ def collect(path: Path, cache: Path, reuse_index: bool = False) -> Candidates:
         for question in eval_set.questions:
             (gold,) = question.relevant
             article.append(article_of[gold.rpartition("#")[0]])
-            # The same analysis and fusion as Searcher.ask (eval scripts may reach inside).
-            query = searcher._query(question.text, "hybrid", None)
-            assert query is not None
-            _, fused = searcher._fuse(query, searcher._candidates.per_signal)
-            top = fused.order()[:ANSWER_K]
-            passages = searcher._store.passages(fused.rows[top])
-            rarity = rarity_weights(
-                query.terms, [set(lexical_terms(f"{p.title} {p.text}")) for p in passages]
-            )
-            context = ChoiceContext.of(query.text, query.terms, rarity)
+            fused, top, passages, context = choice_candidates(searcher, question.text)
             for position, passage in zip(top, passages, strict=True):
                 first = int(fused.sentence_start[position])
                 end = first + len(passage.sentences)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tuning import fuse_as_asked, open_squad
 
-from indexer.evaluation import build_eval_index, default_cache_dir, load_squad, workspace_for
-from indexer.retrieval import Searcher
+from indexer.evaluation import default_cache_dir
 from indexer.search.fusion import FusionWeights
 from indexer.settings import Settings
 
@@ -59,20 +59,15 @@ class Fusion:
         return int(self.rows[int(np.argmax(scores))]) in self.gold
 
 
-def collect(path: Path, settings: Settings) -> list[Fusion]:
-    eval_set = load_squad(path)
-    build_eval_index(eval_set, settings)
-    article_of = {document.filename: n for n, document in enumerate(eval_set.documents)}
-    searcher = Searcher.open(settings.index, answer_threshold=settings.answer_threshold)
+def collect(path: Path, cache: Path, settings: Settings) -> list[Fusion]:
+    eval_set, article_of, searcher = open_squad(path, cache, settings)
     fusions = []
     try:
         for question in eval_set.questions:
             (gold,) = question.relevant
             doc_id, _, number = gold.rpartition("#")
             ranges = searcher._store.paragraph_ranges([(doc_id, int(number))])
-            query = searcher._query(question.text, "hybrid", None)
-            assert query is not None
-            _, fused = searcher._fuse(query, searcher._candidates.per_signal)
+            _, fused = fuse_as_asked(searcher, question.text)
             fusions.append(
                 Fusion(
                     article_of[doc_id],
@@ -100,12 +95,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--passage-vectors", default=None)
     args = parser.parse_args()
-    settings = Settings()
-    if args.passage_vectors:
-        settings = settings.with_overrides(passage_vectors=args.passage_vectors)
-    cache = args.cache or default_cache_dir()
-    settings = settings.with_overrides(index=workspace_for(load_squad(args.squad), settings, cache))
-    fusions = collect(args.squad, settings)
+    settings = Settings().with_overrides(passage_vectors=args.passage_vectors)
+    fusions = collect(args.squad, args.cache or default_cache_dir(), settings)
     shipped = FusionWeights()
     grid = [
         FusionWeights(shipped.passage, float(s), float(lex), float(sl))

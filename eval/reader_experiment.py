@@ -29,32 +29,25 @@ import argparse
 import json
 import pickle
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fit_answerability import fit
+from tuning import choice_candidates, open_squad
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fit_answerability import fit  # noqa: E402
-
-from indexer.answerability import rarity_weights  # noqa: E402
-from indexer.embedding import resolve_model  # noqa: E402
-from indexer.evaluation import (  # noqa: E402
+from indexer.embedding import resolve_model
+from indexer.evaluation import (
     ANSWER_K,
     answer_matches,
-    build_eval_index,
     default_cache_dir,
-    load_squad,
-    workspace_for,
 )
-from indexer.onnx_export import cpu_description  # noqa: E402
-from indexer.retrieval import Searcher  # noqa: E402
-from indexer.sentence_choice import ChoiceContext, sentence_scores  # noqa: E402
-from indexer.settings import DEFAULT_MODEL, Settings  # noqa: E402
-from indexer.text import lexical_terms  # noqa: E402
+from indexer.onnx_export import cpu_description
+from indexer.retrieval import Searcher
+from indexer.sentence_choice import sentence_scores
+from indexer.settings import DEFAULT_MODEL
 
 CHOICE_CANDIDATES = 5
 BATCH = 32
@@ -87,12 +80,7 @@ class Question:
 
 def collect(path: Path, cache: Path) -> list[Question]:
     """Ask every question normally and with its gold paragraph withheld."""
-    eval_set = load_squad(path)
-    settings = Settings()
-    settings = settings.with_overrides(index=workspace_for(eval_set, settings, cache))
-    build_eval_index(eval_set, settings)
-    article_of = {document.filename: n for n, document in enumerate(eval_set.documents)}
-    searcher = Searcher.open(settings.index, answer_threshold=settings.answer_threshold)
+    eval_set, article_of, searcher = open_squad(path, cache)
     questions = []
     try:
         for question in eval_set.questions:
@@ -136,16 +124,8 @@ def collect(path: Path, cache: Path) -> list[Question]:
 def _choices(
     searcher: Searcher, question: str, answers: tuple[str, ...]
 ) -> list[tuple[str, float, bool]]:
-    """The best sentences of the top passages by the fitted choice score (eval may reach in)."""
-    query = searcher._query(question, "hybrid", None)
-    assert query is not None
-    _, fused = searcher._fuse(query, searcher._candidates.per_signal)
-    top = fused.order()[:ANSWER_K]
-    passages = searcher._store.passages(fused.rows[top])
-    rarity = rarity_weights(
-        query.terms, [set(lexical_terms(f"{p.title} {p.text}")) for p in passages]
-    )
-    context = ChoiceContext.of(query.text, query.terms, rarity)
+    """The best sentences of the top passages by the fitted choice score."""
+    fused, top, passages, context = choice_candidates(searcher, question)
     scored = []
     for position, passage in zip(top, passages, strict=True):
         first = int(fused.sentence_start[position])
