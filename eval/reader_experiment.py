@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 from fit_answerability import fit
-from tuning import choice_candidates, open_squad
+from tuning import best_choices, open_squad
 
 from indexer.embedding import resolve_model
 from indexer.evaluation import (
@@ -44,9 +44,7 @@ from indexer.evaluation import (
     answer_matches,
     default_cache_dir,
 )
-from indexer.onnx_export import cpu_description
-from indexer.retrieval import Searcher
-from indexer.sentence_choice import sentence_scores
+from indexer.onnx_export import LOW_RANK_SCALE, cpu_description
 from indexer.settings import DEFAULT_MODEL
 
 CHOICE_CANDIDATES = 5
@@ -111,7 +109,7 @@ def collect(path: Path, cache: Path) -> list[Question]:
                         (text, answer_matches(text, question.answers))
                         for text in dict.fromkeys(gold_sentences)
                     ],
-                    _choices(searcher, question.text, question.answers),
+                    best_choices(searcher, question.text, question.answers, CHOICE_CANDIDATES),
                     asks[0],
                     asks[1],
                 )
@@ -121,28 +119,33 @@ def collect(path: Path, cache: Path) -> list[Question]:
     return questions
 
 
-def _choices(
-    searcher: Searcher, question: str, answers: tuple[str, ...]
-) -> list[tuple[str, float, bool]]:
-    """The best sentences of the top passages by the fitted choice score."""
-    fused, top, passages, context = choice_candidates(searcher, question)
-    scored = []
-    for position, passage in zip(top, passages, strict=True):
-        first = int(fused.sentence_start[position])
-        end = first + len(passage.sentences)
-        scores = sentence_scores(
-            context,
-            passage,
-            float(fused.scores[position]),
-            fused.sentence_dense[first:end],
-            fused.sentence_lexical[first:end],
-        )
-        scored += [
-            (s.text, float(v), answer_matches(s.text, answers))
-            for s, v in zip(passage.sentences, scores, strict=True)
-        ]
-    scored.sort(key=lambda item: -item[1])
-    return scored[:CHOICE_CANDIDATES]
+LORA_TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense")
+
+
+def add_low_rank_updates(model: Any, rank: int) -> None:
+    """Freeze the model but its biases and layer norms, and give every linear map of its
+    layers a trainable low-rank update (W + B A * LOW_RANK_SCALE, of rank `rank`, B from 0),
+    so that what training changes can be kept apart from the bundled weights, small."""
+    import torch
+
+    class LowRank(torch.nn.Module):
+        def __init__(self, base: torch.nn.Linear) -> None:
+            super().__init__()
+            self.base = base
+            self.down = torch.nn.Parameter(torch.randn(rank, base.in_features) / rank**0.5 * 0.1)
+            self.up = torch.nn.Parameter(torch.zeros(base.out_features, rank))
+
+        def forward(self, x: Any) -> Any:
+            return self.base(x) + LOW_RANK_SCALE * (x @ self.down.T) @ self.up.T
+
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_("LayerNorm" in name or name.endswith("bias"))
+    for layer in model.encoder.layer:
+        for name, module in list(layer.named_modules()):
+            is_target = name.endswith(LORA_TARGETS) or name == "output.dense"
+            if isinstance(module, torch.nn.Linear) and is_target:
+                parent_name, _, child = name.rpartition(".")
+                setattr(layer.get_submodule(parent_name), child, LowRank(module))
 
 
 def train_reader(
@@ -150,9 +153,11 @@ def train_reader(
     train_layers: int | None = None,
     learning_rate: float = LEARNING_RATE,
     seed: int = 0,
+    lora_rank: int | None = None,
 ) -> Any:
     """Fine-tune the bundled model with a linear head on [CLS] (one pass, binary loss): every
-    layer, or only the last `train_layers` (the embeddings and the layers below stay frozen)."""
+    layer, only the last `train_layers` (the embeddings and the layers below stay frozen), or
+    low-rank updates of every layer's linear maps (`lora_rank`)."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -161,6 +166,8 @@ def train_reader(
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))
     model = AutoModel.from_pretrained(resolve_model(DEFAULT_MODEL))
     head = torch.nn.Linear(model.config.hidden_size, 1)
+    if lora_rank is not None:
+        add_low_rank_updates(model, lora_rank)
     if train_layers is not None:
         frozen = [model.embeddings, *model.encoder.layer[: len(model.encoder.layer) - train_layers]]
         for module in frozen:
@@ -196,6 +203,22 @@ def train_reader(
             )
     model.eval()
     return tokenizer, model, head
+
+
+def save_adapter(reader: Any, path: Path) -> None:
+    """The trained parameters only: every low-rank pair (float16), the biases and layer norms
+    of the model, and the head, by their names in the model."""
+    _, model, head = reader
+    arrays: dict[str, np.ndarray] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        value = parameter.detach().numpy()
+        low_rank = name.endswith((".down", ".up"))
+        arrays[name] = value.astype(np.float16 if low_rank else np.float32)
+    arrays["head.weight"] = head.weight.detach().numpy()
+    arrays["head.bias"] = head.bias.detach().numpy()
+    np.savez_compressed(path, **arrays)
 
 
 def read(reader: Any, pairs: list[tuple[str, str]]) -> list[float]:
@@ -270,6 +293,24 @@ def main() -> None:
     )
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     parser.add_argument(
+        "--lora-rank",
+        type=int,
+        help="Train low-rank updates of this rank (and biases, layer norms), not every weight.",
+    )
+    parser.add_argument(
+        "--train-articles",
+        choices=("even", "odd", "all"),
+        default="even",
+        help="Train on the even or odd articles and measure on the others, or train on all "
+        "(nothing is measured; for --save-adapter).",
+    )
+    parser.add_argument(
+        "--logits", type=Path, help="Write the held-out (question, sentence) logits here (pickle)."
+    )
+    parser.add_argument(
+        "--save-adapter", type=Path, help="Write the trained low-rank updates here (.npz)."
+    )
+    parser.add_argument(
         "--with-choices",
         action="store_true",
         help="Also train on the five best sentences by choice score of each normal ask.",
@@ -282,8 +323,9 @@ def main() -> None:
     else:
         questions = collect(args.squad, args.cache or default_cache_dir())
         asked.write_bytes(pickle.dumps(questions))
-    train = [q for q in questions if q.article % 2 == 0]
-    held_out = [q for q in questions if q.article % 2 == 1]
+    parity = {"even": 0, "odd": 1, "all": None}[args.train_articles]
+    train = [q for q in questions if parity is None or q.article % 2 == parity]
+    held_out = [q for q in questions if parity is not None and q.article % 2 != parity]
     pairs = [(q.text, text, label) for q in train for text, label in q.gold_sentences]
     pairs += [(q.text, q.withheld.text, q.withheld.correct) for q in train if q.withheld]
     if args.with_choices:
@@ -295,8 +337,13 @@ def main() -> None:
             if (q.text, text) not in gold_pairs
         ]
     started = time.perf_counter()
-    reader = train_reader(pairs, args.train_layers, args.learning_rate)
+    reader = train_reader(pairs, args.train_layers, args.learning_rate, lora_rank=args.lora_rank)
     train_seconds = time.perf_counter() - started
+    if args.save_adapter:
+        save_adapter(reader, args.save_adapter)
+    if not held_out:
+        print(f"trained on {len(pairs)} pairs in {train_seconds:.0f} s")
+        return
     wanted = {
         (q.text, text)
         for q in held_out
@@ -305,6 +352,8 @@ def main() -> None:
     }
     ordered = sorted(wanted)
     logits = dict(zip(ordered, read(reader, ordered), strict=True))
+    if args.logits:
+        args.logits.write_bytes(pickle.dumps(logits))
     for q in held_out:
         q.logits = {text: value for (question, text), value in logits.items() if question == q.text}
     halves = (
@@ -327,6 +376,8 @@ def main() -> None:
         "command": f"PYTHONPATH=$PWD python eval/reader_experiment.py {args.squad}",
         "machine": cpu_description(),
         "train_layers": args.train_layers or "all",
+        "lora_rank": args.lora_rank,
+        "trained_on": f"{args.train_articles} articles",
         "learning_rate": args.learning_rate,
         "with_choices": args.with_choices,
         "training_pairs": len(pairs),

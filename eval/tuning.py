@@ -11,11 +11,18 @@ from pathlib import Path
 import numpy as np
 
 from indexer.answerability import rarity_weights
-from indexer.evaluation import ANSWER_K, EvalSet, build_eval_index, load_squad, workspace_for
+from indexer.evaluation import (
+    ANSWER_K,
+    EvalSet,
+    answer_matches,
+    build_eval_index,
+    load_squad,
+    workspace_for,
+)
 from indexer.models import Passage
 from indexer.retrieval import Searcher
 from indexer.search.types import Fused, Query
-from indexer.sentence_choice import ChoiceContext
+from indexer.sentence_choice import ChoiceContext, sentence_scores
 from indexer.settings import Settings
 from indexer.text import lexical_terms
 
@@ -54,3 +61,28 @@ def choice_candidates(
         query.terms, [set(lexical_terms(f"{p.title} {p.text}")) for p in passages]
     )
     return fused, top, passages, ChoiceContext.of(query.text, query.terms, rarity)
+
+
+def best_choices(
+    searcher: Searcher, question: str, answers: tuple[str, ...], n: int
+) -> list[tuple[str, float, bool]]:
+    """The `n` best sentences of the top passages by the fitted choice score: (text, score,
+    whether it holds a gold answer), best first."""
+    fused, top, passages, context = choice_candidates(searcher, question)
+    scored = []
+    for position, passage in zip(top, passages, strict=True):
+        first = int(fused.sentence_start[position])
+        end = first + len(passage.sentences)
+        scores = sentence_scores(
+            context,
+            passage,
+            float(fused.scores[position]),
+            fused.sentence_dense[first:end],
+            fused.sentence_lexical[first:end],
+        )
+        scored += [
+            (s.text, float(v), answer_matches(s.text, answers))
+            for s, v in zip(passage.sentences, scores, strict=True)
+        ]
+    scored.sort(key=lambda item: -item[1])
+    return scored[:n]
