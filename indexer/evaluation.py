@@ -32,6 +32,7 @@ from indexer.embedding import Embedder
 from indexer.errors import InvalidQuery, ParaciteError
 from indexer.loaders.common import collapse_whitespace
 from indexer.models import AskResult, IndexReport
+from indexer.reader import load_reader
 from indexer.retrieval import MAX_K, Mode, Searcher
 from indexer.search.rerank import load_cross_encoder
 from indexer.settings import Settings
@@ -681,6 +682,7 @@ class EvalReport:
             "settings": {
                 "answer_threshold": self.answer_threshold,
                 "min_confidence": self.min_confidence,
+                "reader": self.settings.reader,
                 "window_overlap": self.settings.window_overlap,
                 "batch_size": self.settings.batch_size,
                 # Segments of at least this many passages are searched through ANN (0: all).
@@ -802,6 +804,7 @@ def evaluate(
         min_confidence=settings.answer_confidence,
         reranker=load_cross_encoder(settings.reranker) if settings.reranker else None,
         reranker_depth=settings.reranker_depth,
+        reader=load_reader(settings.cache_dir) if settings.reader else None,
     )
     try:
         eval_set.warnings.extend(check_alignment(searcher, eval_set))

@@ -174,6 +174,8 @@ class Assessment:
     evidence: AnswerEvidence
     confidence: float
     answered: bool
+    # The reader's logit on the candidate (None when the reader is off, `indexer.reader`).
+    reader_logit: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

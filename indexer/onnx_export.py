@@ -19,6 +19,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,15 @@ EXPORT_MIN_COSINE = 0.999
 # after 1 to 4 ranked alike on SQuAD part A (hybrid R@1 0.836 to 0.837), after 5 lower
 # (0.833); 4 leaves the least to run per passage (eval/reports/README.md).
 JOIN_LAYER = 4
+# The reader's fp32 graph; the scale its low-rank updates were trained at
+# (eval/reader_experiment.py); how far its logits may stray from torch's.
+READER_FP32 = "reader.onnx"
+LOW_RANK_SCALE = 2.0
+READER_MAX_DIFFERENCE = 1e-3
+_READER_CHECK = (
+    ("How many documents were examined?", "During this period, 54 documents were examined."),
+    ("Who opened the café?", "Its owner, Josée Lefèvre, opened it in 1962 after the war."),
+)
 _CHECK_SENTENCES = (
     "How many people live in the city?",
     "A",
@@ -220,11 +230,12 @@ def _onnx_export(
     module: object, sample: tuple[object, ...], path: Path, inputs: list[str], outputs: list[str]
 ) -> None:
     """Export `module` traced on `sample`: batch and token axes vary, and the vectors it
-    returns (`sentence_embedding`) have a batch axis only."""
+    returns (`sentence_embedding`) and the reader's `logit` have a batch axis only."""
     import torch
 
     dynamic = {name: {0: "batch", 1: "tokens"} for name in [*inputs, *outputs]}
     dynamic["sentence_embedding"] = {0: "batch"}
+    dynamic["logit"] = {0: "batch"}
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -238,6 +249,105 @@ def _onnx_export(
             opset_version=17,
             do_constant_folding=True,
         )
+
+
+def load_reader_export(location: str, adapter: Path, cache_dir: Path) -> Path:
+    """The int8 reader graph made from the model at `location` and the trained updates in
+    `adapter` (`merge_adapter`), exported, checked and quantised if missing; its folder holds
+    the tokenizer too (`ONNX_TOKENIZER`)."""
+    digest = hashlib.sha256(adapter.read_bytes()).hexdigest()[:12]
+    models = _export_folder(location, cache_dir, "reader")
+    folder = models.with_name(f"{models.name}-{digest}")
+    model_file = reader_file_name()
+    if not (folder / model_file).exists():
+        with _export_lock(folder):
+            if not (folder / READER_FP32).exists():
+                _export_reader(location, adapter, folder)
+            if not (folder / model_file).exists():
+                _quantize(folder / READER_FP32, folder / model_file, cpu_isa())
+    return folder / model_file
+
+
+def reader_file_name() -> str:
+    return f"reader_int8_{cpu_isa()}.onnx"
+
+
+def merge_adapter(model: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """Apply trained updates to a BERT-style `model` in place and return the reader's head.
+
+    `arrays` holds, by parameter name, low-rank pairs of every linear map (`<name>.down`,
+    `<name>.up`: the weight gains LOW_RANK_SCALE * up @ down), new values of biases and layer
+    norms (a wrapped map's bias is named `<name>.base.bias`), and the head's
+    `head.weight` and `head.bias` (one logit from the [CLS] state)."""
+    import torch
+
+    parameters = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in arrays.items():
+            if name.startswith("head.") or name.endswith(".up"):
+                continue
+            if name.endswith(".down"):
+                base = name.removesuffix(".down")
+                update = arrays[f"{base}.up"].astype(np.float32) @ value.astype(np.float32)
+                parameters[f"{base}.weight"] += LOW_RANK_SCALE * torch.from_numpy(update)
+            else:
+                parameters[name.replace(".base.", ".")].copy_(torch.from_numpy(value))
+        head = torch.nn.Linear(model.config.hidden_size, 1)
+        head.weight.copy_(torch.from_numpy(arrays["head.weight"]))
+        head.bias.copy_(torch.from_numpy(arrays["head.bias"]))
+    return head
+
+
+def _export_reader(location: str, adapter: Path, folder: Path) -> None:
+    """Export the reader ("[CLS] question [SEP] sentence [SEP]" in, one logit out) as fp32
+    ONNX, checked against torch."""
+    import onnxruntime as ort
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    model = AutoModel.from_pretrained(location, attn_implementation="eager")
+    with np.load(adapter) as stored:
+        head = merge_adapter(model, dict(stored))
+    model.eval()
+
+    class Reading(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.head = head
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            named = dict(zip(ONNX_INPUTS, tensors, strict=True))
+            return self.head(self.model(**named).last_hidden_state[:, 0]).squeeze(-1)
+
+    questions = [question for question, _ in _READER_CHECK]
+    sentences = [sentence for _, sentence in _READER_CHECK]
+    sample = tokenizer(questions, sentences, padding=True, return_tensors="pt")
+    reading = Reading().eval()
+    with torch.inference_mode():
+        expected = reading(*(sample[name] for name in ONNX_INPUTS)).numpy()
+
+    def export(path: Path) -> None:
+        _onnx_export(
+            reading, tuple(sample[name] for name in ONNX_INPUTS), path, list(ONNX_INPUTS), ["logit"]
+        )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_atomic(
+        folder / ONNX_TOKENIZER,
+        lambda path: path.write_text(tokenizer.backend_tokenizer.to_str(), encoding="utf-8"),
+    )
+    _write_atomic(folder / ".reader-check.onnx", export)
+    session = ort.InferenceSession(
+        str(folder / ".reader-check.onnx"), providers=["CPUExecutionProvider"]
+    )
+    (got,) = session.run(["logit"], {name: sample[name].numpy() for name in ONNX_INPUTS})
+    worst = float(np.abs(got - expected).max())
+    if worst > READER_MAX_DIFFERENCE:
+        (folder / ".reader-check.onnx").unlink()
+        raise RuntimeError(f"the reader's ONNX export disagrees with torch (by {worst:.4f})")
+    os.replace(folder / ".reader-check.onnx", folder / READER_FP32)
 
 
 def _export_folder(location: str, cache_dir: Path, label: str = "") -> Path:

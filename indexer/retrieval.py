@@ -33,6 +33,7 @@ from indexer.models import (
     RankedPassage,
 )
 from indexer.ranking import RowRanges
+from indexer.reader import READER_MIN_CONFIDENCE, Reader
 from indexer.search.answering import AnswerStage
 from indexer.search.candidates import CANDIDATES, CandidateStage
 from indexer.search.fusion import FusionStage, FusionWeights
@@ -110,8 +111,10 @@ class Searcher:
         min_confidence: float | None = None,
         reranker: CrossEncoder | None = None,
         reranker_depth: int = RERANK_DEPTH,
+        reader: Reader | None = None,
     ) -> None:
         generation = require_generation(index_dir)
+        self.reader = reader
         self.reranker = reranker
         self.reranker_depth = reranker_depth
         self.index_dir = index_dir
@@ -143,7 +146,9 @@ class Searcher:
                 self.manifest.sentence_vectors, ANSWER_THRESHOLDS["standalone"]
             )
         )
-        self.min_confidence = MIN_CONFIDENCE if min_confidence is None else min_confidence
+        if min_confidence is None:
+            min_confidence = MIN_CONFIDENCE if reader is None else READER_MIN_CONFIDENCE
+        self.min_confidence = min_confidence
         self.weights = weights or FusionWeights()
         if ann_min_passages is None:
             ann_min_passages = Settings().ann_min_passages
@@ -173,7 +178,9 @@ class Searcher:
             candidates_per_signal,
         )
         self._fusion = FusionStage(index.sentence_vectors, index.sentence_offsets, w)
-        self._answer = AnswerStage(self._store, self.answer_threshold, self.min_confidence)
+        self._answer = AnswerStage(
+            self._store, self.answer_threshold, self.min_confidence, self.reader
+        )
         self._rerank = (
             RerankStage(self.reranker, self._store, self.reranker_depth)
             if self.reranker is not None
@@ -192,9 +199,11 @@ class Searcher:
         min_confidence: float | None = None,
         reranker: CrossEncoder | None = None,
         reranker_depth: int = RERANK_DEPTH,
+        reader: Reader | None = None,
     ) -> Searcher:
         """Open the live generation of the index at `index_dir` (loading its model if needed);
-        a `reranker` (`indexer.search.rerank.load_cross_encoder`) rescores the best passages."""
+        a `reranker` (`indexer.search.rerank.load_cross_encoder`) rescores the best passages,
+        a `reader` (`indexer.reader.load_reader`) reads the best sentences with the question."""
         return cls(
             index_dir,
             embedder,
@@ -204,6 +213,7 @@ class Searcher:
             min_confidence=min_confidence,
             reranker=reranker,
             reranker_depth=reranker_depth,
+            reader=reader,
         )
 
     def close(self) -> None:

@@ -117,6 +117,15 @@ class Settings(BaseSettings):
             "question before the answer is chosen. Unset (the default): no reranking."
         ),
     )
+    reader: bool = Field(
+        False,
+        description=(
+            "Read the best candidate sentences of each question together with the question "
+            "(a reader fine-tuned from the bundled model, indexer/reader.py) to choose the "
+            "answer and decide whether there is one: surer answers, at about four times a "
+            "question's time. Off by default."
+        ),
+    )
     reranker_depth: int = Field(
         20,
         ge=2,

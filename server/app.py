@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from indexer.embedding import Embedder
 from indexer.live import LiveIndex
+from indexer.reader import load_reader
 from indexer.retrieval import MAX_QUERY_CHARS, Searcher
 from indexer.search.rerank import load_cross_encoder
 from indexer.settings import Settings
@@ -92,6 +93,7 @@ def open_live_index(settings: Settings) -> LiveIndex:
 
     # Loaded once: every generation the server moves to reranks with the same model.
     reranker = load_cross_encoder(settings.reranker) if settings.reranker else None
+    reader = load_reader(settings.cache_dir) if settings.reader else None
 
     def open_searcher(index_dir: Path, embedder: Embedder | None) -> Searcher:
         return Searcher.open(
@@ -102,6 +104,7 @@ def open_live_index(settings: Settings) -> LiveIndex:
             min_confidence=settings.answer_confidence,
             reranker=reranker,
             reranker_depth=settings.reranker_depth,
+            reader=reader,
         )
 
     live = LiveIndex(settings.index, open_searcher)

@@ -18,6 +18,7 @@ from rich.table import Table
 from indexer.embedding import BACKENDS
 from indexer.errors import ParaciteError
 from indexer.models import AskResult, Hit, IndexReport
+from indexer.reader import load_reader
 from indexer.retrieval import MAX_K, MAX_OFFSET, MODES, Mode, Scope, Searcher
 from indexer.search.rerank import load_cross_encoder
 from indexer.settings import PassageVectors, SentenceVectors, Settings
@@ -423,6 +424,7 @@ def _open(index_dir: Path | None) -> Searcher:
         min_confidence=settings.answer_confidence,
         reranker=load_cross_encoder(settings.reranker) if settings.reranker else None,
         reranker_depth=settings.reranker_depth,
+        reader=load_reader(settings.cache_dir) if settings.reader else None,
     )
 
 

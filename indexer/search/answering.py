@@ -21,6 +21,7 @@ from indexer.answerability import (
     weighted_coverage,
 )
 from indexer.models import Answer, Assessment, Hit, Passage, Sentence
+from indexer.reader import READER_CANDIDATES, READER_WEIGHT, Reader, stacked_confidence
 from indexer.search.types import Fused, Query
 from indexer.segments import SegmentedStore
 from indexer.sentence_choice import ChoiceContext, sentence_scores, similarity_scores
@@ -46,6 +47,7 @@ class _Scored:
     sentence: int  # the sentence's position among the fused sentences
     dense: float
     lexical: float
+    choice: float  # its choice score, before the reader's part (the evidence reads this)
 
 
 # Passages the answerability evidence compares the best sentence with (the API's default k,
@@ -63,11 +65,16 @@ class AnswerStage:
     """
 
     def __init__(
-        self, store: SegmentedStore, answer_threshold: float, min_confidence: float
+        self,
+        store: SegmentedStore,
+        answer_threshold: float,
+        min_confidence: float,
+        reader: Reader | None = None,
     ) -> None:
         self.store = store
         self.answer_threshold = answer_threshold
         self.min_confidence = min_confidence
+        self.reader = reader
 
     def run(
         self,
@@ -90,33 +97,38 @@ class AnswerStage:
         hits = []
         scored: dict[int, _Scored] = {}
         sentence_scores_seen: dict[int, float] = {}  # of the context passages, by sentence
-        ranked = enumerate(zip(top, passages, strict=True), start=offset + 1)
-        for rank, (position, passage) in ranked:
+        ranked = list(enumerate(zip(top, passages, strict=True), start=offset + 1))
+        all_scores = [
+            self._sentence_scores(choice, fused, position, passage, rank)
+            for rank, (position, passage) in ranked
+        ]
+        clearing = [self._clears(fused, position, passage) for _, (position, passage) in ranked]
+        # What the reader adds to a sentence's score, by its position among fused sentences
+        # (read only when an answer may be offered: on the first page, past the cosine gate).
+        read: dict[int, float] = (
+            self._read(query, ranked, all_scores, fused)
+            if judged and self.reader is not None and any(clearing[:k])
+            else {}
+        )
+        for (rank, (position, passage)), scores, clears in zip(
+            ranked, all_scores, clearing, strict=True
+        ):
             passage_score = float(fused.scores[position])
             first = int(fused.sentence_start[position])
-            end = first + len(passage.sentences)
-            dense = fused.sentence_dense[first:end]
-            lexical = fused.sentence_lexical[first:end]
-            if choice is not None and rank <= EVIDENCE_PASSAGES:
-                scores = sentence_scores(choice, passage, passage_score, dense, lexical)
-            else:
-                # Past the passages an answer is chosen from, the sentence to highlight is
-                # found by the model's similarity terms alone: reading every sentence's text
-                # for the other signals would cost milliseconds at k=50.
-                scores = similarity_scores(passage_score, dense, lexical)
-            clears = bool((dense >= self.answer_threshold).any())
             best, best_score, best_at = None, float("-inf"), first
             for at, (sentence, score) in enumerate(zip(passage.sentences, scores, strict=True)):
                 if rank <= offset + EVIDENCE_PASSAGES:
                     sentence_scores_seen[first + at] = float(score)
+                score = float(score) + READER_WEIGHT * read.get(first + at, 0.0)
                 if score > best_score:
-                    best, best_score, best_at = sentence, float(score), first + at
+                    best, best_score, best_at = sentence, score, first + at
             hits.append(Hit(rank, passage_score, passage, best, best_score, cited=clears))
             scored[rank] = _Scored(
                 int(position),
                 best_at,
                 float(fused.sentence_dense[best_at]),
                 float(fused.sentence_lexical[best_at]),
+                float(scores[best_at - first]),
             )
         # The passages the evidence compares with, before the hits are cut to k.
         compared = passages[:EVIDENCE_PASSAGES]
@@ -141,9 +153,14 @@ class AnswerStage:
         # The author note answering "who wrote ...?" is read from the document's own byline,
         # not inferred from how well a sentence matches: it is not the model's to turn down.
         sure = 1.0 if byline else confidence(evidence)
+        reader_logit = None
+        if self.reader is not None and not byline:
+            at = scored[hit.rank].sentence
+            reader_logit = read[at] if at in read else self._read_one(query, hit)
+            sure = stacked_confidence(sure, reader_logit)
         answer = replace(answer, confidence=sure)
         answered = sure >= self.min_confidence
-        assessment = Assessment(answer, evidence, sure, answered)
+        assessment = Assessment(answer, evidence, sure, answered, reader_logit)
         if not answered:
             # On the subject, but the best sentence is unlikely to answer: related passages only.
             return Answered(_unsourced(hits), None, assessment)
@@ -151,6 +168,60 @@ class AnswerStage:
         # The passage holding the answer is a source, whatever else.
         hits = [replace(h, cited=True) if h.rank == answer.passage else h for h in hits]
         return Answered(hits, answer, assessment)
+
+    def _sentence_scores(
+        self,
+        choice: ChoiceContext | None,
+        fused: Fused,
+        position: int,
+        passage: Passage,
+        rank: int,
+    ) -> np.ndarray:
+        """Each sentence's score in its passage: the fitted choice model's for the passages
+        an answer is chosen from, the similarity terms alone past them (reading every
+        sentence's text for the other signals would cost milliseconds at k=50)."""
+        passage_score = float(fused.scores[position])
+        first = int(fused.sentence_start[position])
+        end = first + len(passage.sentences)
+        dense = fused.sentence_dense[first:end]
+        lexical = fused.sentence_lexical[first:end]
+        if choice is not None and rank <= EVIDENCE_PASSAGES:
+            return np.asarray(sentence_scores(choice, passage, passage_score, dense, lexical))
+        return np.asarray(similarity_scores(passage_score, dense, lexical))
+
+    def _clears(self, fused: Fused, position: int, passage: Passage) -> bool:
+        """Whether a sentence of the passage reaches the cosine gate."""
+        first = int(fused.sentence_start[position])
+        dense = fused.sentence_dense[first : first + len(passage.sentences)]
+        return bool((dense >= self.answer_threshold).any())
+
+    def _read(
+        self,
+        query: Query,
+        ranked: list[tuple[int, tuple[int, Passage]]],
+        all_scores: list[np.ndarray],
+        fused: Fused,
+    ) -> dict[int, float]:
+        """The reader's logits for the best READER_CANDIDATES sentences by choice score of
+        the first passages, by their positions among the fused sentences."""
+        assert self.reader is not None
+        candidates: list[tuple[float, int, str]] = []
+        for (rank, (position, passage)), scores in zip(ranked, all_scores, strict=True):
+            if rank > EVIDENCE_PASSAGES:
+                break
+            first = int(fused.sentence_start[position])
+            candidates += [
+                (float(score), first + at, sentence.text)
+                for at, (sentence, score) in enumerate(zip(passage.sentences, scores, strict=True))
+            ]
+        candidates.sort(key=lambda candidate: -candidate[0])
+        chosen = candidates[:READER_CANDIDATES]
+        logits = self.reader.logits(query.text, [text for _, _, text in chosen])
+        return {at: float(logit) for (_, at, _), logit in zip(chosen, logits, strict=True)}
+
+    def _read_one(self, query: Query, hit: Hit) -> float:
+        assert self.reader is not None and hit.best_sentence is not None
+        return float(self.reader.logits(query.text, [hit.best_sentence.text])[0])
 
     def _choice_context(
         self, query: Query, fused: Fused, passages: list[Passage], offset: int
@@ -200,8 +271,8 @@ class AnswerStage:
         assert sentence is not None
         passage = hit.passage
         others = [score for at, score in sentence_scores.items() if at != scored.sentence]
-        runner_up = max(others, default=hit.sentence_score - MAX_MARGIN)
-        margin = max(-MAX_MARGIN, min(MAX_MARGIN, hit.sentence_score - runner_up))
+        runner_up = max(others, default=scored.choice - MAX_MARGIN)
+        margin = max(-MAX_MARGIN, min(MAX_MARGIN, scored.choice - runner_up))
         position = scored.position
         other_scores = np.delete(fused.scores, position)
         best_other = float(other_scores.max()) if len(other_scores) else 0.0
@@ -213,7 +284,7 @@ class AnswerStage:
         sentence_terms = set(sentence_sequence)
         passage_terms = set(lexical_terms(passage.text))
         weights = choice.rarity
-        choice_margin, choice_evenness = choice_spread(hit.sentence_score, others)
+        choice_margin, choice_evenness = choice_spread(scored.choice, others)
         everything = " ".join(f"{p.title} {p.text}" for p in compared)
         names = question_names(query.text)
         dense = scored.dense - self.answer_threshold

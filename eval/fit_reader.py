@@ -1,0 +1,260 @@
+"""Fit how the reader (indexer/reader.py) joins the answer choice and the answerability decision.
+
+Every logit here is held out: the script takes two readers' updates made by
+`eval/reader_experiment.py --save-adapter`, one trained on the even-numbered articles of the
+SQuAD-format tuning set and one on the odd-numbered ones, and reads each question with the
+reader that was not trained on its article.
+
+1. READER_WEIGHT: each question's best `READER_CANDIDATES` sentences by choice score are
+   read; the weight of the logit added to the choice score is the one of `WEIGHTS` that
+   picks a sentence holding a gold answer most often.
+2. The stack: every question is asked through `Searcher.ask` with the reader at that
+   weight, as it is (label 1) and with its gold paragraph withheld (label 0, as in
+   eval/fit_answerability.py); a logistic regression over the answerability model's own
+   logit and the reader's logit on the offered sentence gives STACK_*, and
+   READER_MIN_CONFIDENCE is the highest threshold that answers `KEEP_ANSWERED` of the
+   normal questions.
+
+Honesty check as in fit_answerability: the weight and the stack are chosen on one half of
+the articles and measured on the other, both ways.
+
+    PYTHONPATH=$PWD python eval/fit_reader.py /work/shared/eval/squad-dev-v1.1-part-a.json \\
+        --adapters EVEN.npz ODD.npz --output eval/reports/reader.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pickle
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from fit_answerability import COMPARE_AT, KEEP_ANSWERED, choose_threshold, fit
+from tuning import best_choices, open_squad
+
+import indexer.search.answering as answering
+from indexer.answerability import confidence
+from indexer.embedding import resolve_model
+from indexer.evaluation import ANSWER_K, answer_matches, default_cache_dir, git_state
+from indexer.models import Assessment
+from indexer.onnx_export import cpu_description, load_reader_export
+from indexer.reader import READER_CANDIDATES, Reader
+from indexer.settings import DEFAULT_MODEL
+
+WEIGHTS = (0.0, 0.125, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+RATES = (COMPARE_AT, KEEP_ANSWERED)
+
+
+@dataclass(slots=True)
+class Read:
+    """One question's reading: its candidates, and its two asks at the chosen weight."""
+
+    article: int
+    # (choice score, reader logit, holds a gold answer) of the best candidates
+    candidates: list[tuple[float, float, bool]]
+    # (the answerability model's logit, the reader's logit, holds a gold answer) per ask,
+    # None when no sentence passed the cosine gate
+    normal: tuple[float, float, bool] | None = None
+    withheld: tuple[float, float, bool] | None = None
+
+
+def choice_accuracy(reads: Sequence[Read], weight: float) -> float:
+    """Share of questions whose best candidate by choice + weight x logit holds an answer."""
+    right = [
+        bool(r.candidates) and max(r.candidates, key=lambda c: c[0] + weight * c[1])[2]
+        for r in reads
+    ]
+    return float(np.mean(right))
+
+
+def ask_row(assessment: Assessment | None, answers: tuple[str, ...]):
+    if assessment is None or assessment.reader_logit is None:
+        return None
+    own = min(max(confidence(assessment.evidence), 1e-12), 1 - 1e-12)
+    return (
+        math.log(own / (1 - own)),
+        assessment.reader_logit,
+        answer_matches(assessment.candidate.text, answers),
+    )
+
+
+def collect(path: Path, cache: Path, adapters: Sequence[Path], work: Path) -> list[Read]:
+    """Read every question's candidates, choose the weight, then ask every question twice."""
+    eval_set, article_of, searcher = open_squad(path, cache)
+    model = resolve_model(DEFAULT_MODEL)
+    readers = [Reader(load_reader_export(model, adapter, cache)) for adapter in adapters]
+    reads: list[Read] = []
+    candidates_file = work / "candidates.pkl"
+    try:
+        if candidates_file.exists():
+            reads = pickle.loads(candidates_file.read_bytes())
+        else:
+            for question in eval_set.questions:
+                (gold,) = question.relevant
+                article = article_of[gold.rpartition("#")[0]]
+                reader = readers[1 - article % 2]  # the one not trained on this article
+                best = best_choices(searcher, question.text, question.answers, READER_CANDIDATES)
+                logits = reader.logits(question.text, [text for text, _, _ in best])
+                reads.append(
+                    Read(
+                        article,
+                        [
+                            (score, float(logit), holds)
+                            for (_, score, holds), logit in zip(best, logits, strict=True)
+                        ],
+                    )
+                )
+            candidates_file.write_bytes(pickle.dumps(reads))
+        weight = max(WEIGHTS, key=lambda w: choice_accuracy(reads, w))
+        answering.READER_WEIGHT = weight
+        started = time.perf_counter()
+        for read, question in zip(reads, eval_set.questions, strict=True):
+            (gold,) = question.relevant
+            doc_id, _, number = gold.rpartition("#")
+            searcher._answer.reader = readers[1 - read.article % 2]
+            normal = searcher.ask(question.text, ANSWER_K).assessment
+            withheld = searcher.ask(
+                question.text, ANSWER_K, withhold=[(doc_id, int(number))]
+            ).assessment
+            read.normal = ask_row(normal, question.answers)
+            read.withheld = ask_row(withheld, question.answers)
+        print(f"asked {2 * len(reads)} times in {time.perf_counter() - started:.0f} s")
+    finally:
+        searcher.close()
+    return reads
+
+
+def stack_examples(reads: Sequence[Read]) -> tuple[np.ndarray, np.ndarray]:
+    rows, labels = [], []
+    for read in reads:
+        for ask, label in ((read.normal, 1.0), (read.withheld, 0.0)):
+            if ask is not None:
+                rows.append(ask[:2])
+                labels.append(label)
+    return np.array(rows), np.array(labels)
+
+
+def confidences(
+    reads: Sequence[Read], intercept: float, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The stacked confidence of each normal and withheld ask (-1: nothing passed the gate)."""
+
+    def one(ask: tuple[float, float, bool] | None) -> float:
+        if ask is None:
+            return -1.0
+        return 1.0 / (1.0 + math.exp(-(intercept + weights @ np.array(ask[:2]))))
+
+    return (
+        np.array([one(read.normal) for read in reads]),
+        np.array([one(read.withheld) for read in reads]),
+    )
+
+
+def measures(reads: Sequence[Read], normal: np.ndarray, withheld: np.ndarray, threshold: float):
+    """Issue 14's measures (and issue 13's accuracy over all questions) at `threshold`."""
+    answered = normal >= threshold
+    correct = np.array([read.normal is not None and read.normal[2] for read in reads])
+    return {
+        "threshold": round(float(threshold), 4),
+        "answered": round(float(answered.mean()), 4),
+        "accuracy_answered": round(float(correct[answered].mean()), 4),
+        "accuracy_all": round(float((correct & answered).mean()), 4),
+        "accuracy_before_the_gate": round(float(correct.mean()), 4),
+        "answered_withheld": round(float((withheld >= threshold).mean()), 4),
+    }
+
+
+def evaluate(train: Sequence[Read], test: Sequence[Read]) -> dict:
+    """Choose on `train`, measure on `test`."""
+    weight = max(WEIGHTS, key=lambda w: choice_accuracy(train, w))
+    intercept, weights = fit(*stack_examples(train))
+    threshold = choose_threshold(confidences(train, intercept, weights)[0])
+    normal, withheld = confidences(test, intercept, weights)
+    return {
+        "reader_weight": weight,
+        "choice_accuracy": round(choice_accuracy(test, 0.0), 4),
+        "choice_accuracy_with_reader": round(choice_accuracy(test, weight), 4),
+        "at_min_confidence": measures(test, normal, withheld, threshold),
+        **{
+            f"at_answered_{rate}": measures(
+                test, normal, withheld, float(np.quantile(normal, 1 - rate))
+            )
+            for rate in RATES
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("squad", type=Path)
+    parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument(
+        "--adapters",
+        type=Path,
+        nargs=2,
+        required=True,
+        metavar=("EVEN", "ODD"),
+        help="Reader updates trained on the even and on the odd articles.",
+    )
+    parser.add_argument("--work", type=Path, required=True, help="Folder for what was read.")
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    asked = args.work / "reads.pkl"
+    if asked.exists():
+        reads: list[Read] = pickle.loads(asked.read_bytes())
+    else:
+        reads = collect(args.squad, args.cache or default_cache_dir(), args.adapters, args.work)
+        asked.write_bytes(pickle.dumps(reads))
+    halves = ([r for r in reads if r.article % 2 == 0], [r for r in reads if r.article % 2 == 1])
+    weight = max(WEIGHTS, key=lambda w: choice_accuracy(reads, w))
+    intercept, weights = fit(*stack_examples(reads))
+    normal, withheld = confidences(reads, intercept, weights)
+    threshold = choose_threshold(normal)
+    report = {
+        "command": f"PYTHONPATH=$PWD python eval/fit_reader.py {args.squad}",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git": git_state(),
+        "machine": cpu_description(),
+        "questions": len(reads),
+        "reader_weight": weight,
+        "choice_accuracy": round(choice_accuracy(reads, 0.0), 4),
+        "choice_accuracy_with_reader": round(choice_accuracy(reads, weight), 4),
+        "stack": {
+            "intercept": round(intercept, 4),
+            "evidence": round(float(weights[0]), 4),
+            "reader": round(float(weights[1]), 4),
+        },
+        "min_confidence": threshold,
+        "at_min_confidence": measures(reads, normal, withheld, threshold),
+        **{
+            f"at_answered_{rate}": measures(
+                reads, normal, withheld, float(np.quantile(normal, 1 - rate))
+            )
+            for rate in RATES
+        },
+        "split_halves": {
+            "chosen on even articles, measured on odd": evaluate(halves[0], halves[1]),
+            "chosen on odd articles, measured on even": evaluate(halves[1], halves[0]),
+        },
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n", encoding="utf-8")
+    print("\n# paste into indexer/reader.py")
+    print(f"READER_WEIGHT = {weight}")
+    print(f"STACK_INTERCEPT = {intercept:.4f}")
+    print(f"STACK_EVIDENCE = {weights[0]:.4f}")
+    print(f"STACK_READER = {weights[1]:.4f}")
+    print(f"READER_MIN_CONFIDENCE = {threshold}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""The reader: the question and a candidate sentence read together (opt-in).
+
+The bi-encoder embeds a question and a sentence apart, so it cannot weigh whether this
+sentence says what that question asks ("In what year did Tesla die?" against his father's
+death). The reader is the bundled model fine-tuned to read "[CLS] question [SEP] sentence
+[SEP]" and give one logit: does the sentence answer the question? With `PARACITE_READER=on`
+it reads the best candidate sentences of the first passages, moves the answer to the one it
+reads as answering, and joins the answerability decision (`indexer.search.answering`).
+It costs a question about four times its usual time (README "The reader").
+
+Its weights are the bundled model's plus the updates in `READER_ADAPTER` (1.4 MB: low-rank
+updates of every layer's linear maps, the biases, the layer norms and the head), trained by
+`eval/reader_experiment.py` on SQuAD v1.1 dev part A. They are merged and exported to int8
+ONNX once, into the export cache beside the model's own export (`indexer.onnx_export`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from indexer.encoders import ONNX_TOKENIZER
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+READER_ADAPTER = Path(__file__).with_name("data") / "reader-adapter.npz"
+# Tokens of one question and sentence read together (longer sentences are cut at the end).
+READER_MAX_TOKENS = 128
+# The sentences read per question: the best by choice score among the first passages.
+READER_CANDIDATES = 5
+
+# Fitted by eval/fit_reader.py on SQuAD v1.1 dev part A with held-out reader logits (each
+# article read by a reader trained on the other half of the articles); see
+# eval/reports/reader.json. A candidate's choice score gains READER_WEIGHT x its logit.
+READER_WEIGHT = 0.25
+# The answer's confidence with the reader: the logistic of
+# STACK_INTERCEPT + STACK_EVIDENCE x (the answerability model's own logit) + STACK_READER x
+# (the reader's logit on the answer), offered from READER_MIN_CONFIDENCE up (the same
+# answered-rate on the tuning set as MIN_CONFIDENCE without the reader).
+STACK_INTERCEPT = -0.0051
+STACK_EVIDENCE = 0.8034
+STACK_READER = 0.3756
+READER_MIN_CONFIDENCE = 0.19
+
+
+class Reader:
+    """The exported reader in onnxruntime, one thread per call (one question per thread)."""
+
+    def __init__(self, model_file: Path) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        tokenizer: Tokenizer = Tokenizer.from_file(str(model_file.parent / ONNX_TOKENIZER))
+        tokenizer.enable_truncation(READER_MAX_TOKENS, strategy="only_second")
+        tokenizer.enable_padding()
+        self._tokenizer = tokenizer
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(
+            str(model_file), options, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = {node.name for node in self._session.get_inputs()}
+
+    def logits(self, question: str, sentences: Sequence[str]) -> np.ndarray:
+        """The reader's logit for each sentence: above 0, it reads as answering."""
+        if not sentences:
+            return np.zeros(0, dtype=np.float32)
+        encoded = self._tokenizer.encode_batch([(question, sentence) for sentence in sentences])
+        feed = {
+            "input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encoded], dtype=np.int64),
+        }
+        (logits,) = self._session.run(
+            ["logit"], {name: value for name, value in feed.items() if name in self._inputs}
+        )
+        return np.asarray(logits, dtype=np.float32).reshape(len(sentences))
+
+
+def load_reader(cache_dir: Path) -> Reader:
+    """The reader made from the bundled model and `READER_ADAPTER` (exported on first use)."""
+    from indexer.embedding import resolve_model
+    from indexer.onnx_export import load_reader_export
+    from indexer.settings import DEFAULT_MODEL
+
+    return Reader(load_reader_export(resolve_model(DEFAULT_MODEL), READER_ADAPTER, cache_dir))
+
+
+def stacked_confidence(evidence_confidence: float, reader_logit: float) -> float:
+    """The answer's confidence with the reader, from the answerability model's confidence
+    (without the reader) and the reader's logit on the answer sentence."""
+    clipped = min(max(evidence_confidence, 1e-12), 1 - 1e-12)
+    evidence_logit = math.log(clipped / (1 - clipped))
+    logit = STACK_INTERCEPT + STACK_EVIDENCE * evidence_logit + STACK_READER * reader_logit
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, logit))))
