@@ -122,7 +122,7 @@ class Settings(BaseSettings):
         description=(
             "Read the best candidate sentences of each question together with the question "
             "(a reader fine-tuned from the bundled model, indexer/reader.py) to choose the "
-            "answer and decide whether there is one: surer answers, at about four times a "
+            "answer and decide whether there is one: surer answers, at about five times a "
             "question's time. Off by default."
         ),
     )

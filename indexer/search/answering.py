@@ -62,6 +62,8 @@ class AnswerStage:
     question (else the documents are off the subject), and the answerability model must
     give the best sentence at least `min_confidence` (else they discuss the subject without
     answering). Either way, below a gate no sentence is offered and nothing is a source.
+    With a `reader` (`indexer.reader`), the best candidate sentences are also read with the
+    question: its logits move the choice and join the answerability model's confidence.
     """
 
     def __init__(
