@@ -464,9 +464,34 @@ def test_lifespan_opens_the_index_once_and_closes_it(
             "min_confidence": 0.4,
             "reranker": None,
             "reranker_depth": 9,
+            "reader": None,
         },
     )
     assert borrowed.closed
+
+
+def test_the_server_loads_the_reader_once_when_the_setting_asks(
+    seed_index: Path, searcher: Searcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded: list[Path] = []
+    opened: list[dict] = []
+    reader = object()
+
+    def fake_load_reader(cache_dir: Path) -> object:
+        loaded.append(cache_dir)
+        return reader
+
+    def fake_open(index_dir: Path, **options: object) -> BorrowedSearcher:
+        opened.append(options)
+        return BorrowedSearcher(searcher)
+
+    monkeypatch.setattr(app_module, "load_reader", fake_load_reader)
+    monkeypatch.setattr(app_module.Searcher, "open", fake_open)
+    settings = Settings(index=seed_index, reader=True)
+    with TestClient(create_app(settings)) as fresh:
+        assert fresh.get("/healthz").json()["status"] == "ok"
+    assert loaded == [settings.cache_dir]
+    assert [options["reader"] for options in opened] == [reader]
 
 
 def test_create_app_refuses_a_missing_index(tmp_path: Path) -> None:
