@@ -303,8 +303,11 @@ def _export_reader(location: str, adapter: Path, folder: Path) -> None:
     ONNX, checked against torch."""
     import onnxruntime as ort
     import torch
+    import transformers
     from transformers import AutoModel, AutoTokenizer
 
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(location)
     model = AutoModel.from_pretrained(location, attn_implementation="eager")
     with np.load(adapter) as stored:
