@@ -49,25 +49,31 @@ class WordVectors:
         return cls(pieces, Tokenizer.from_file(str(folder / "tokenizer.json")))
 
     def vectors(self, words: Sequence[str]) -> np.ndarray:
-        """One unit-length row per word (a row of zeros for a word with no word piece)."""
-        unknown = [word for word in dict.fromkeys(words) if word not in self._pieces_of]
+        """One unit-length row per word (a row of zeros for a word with no word piece).
+
+        Safe for concurrent questions without a lock: each call works on one snapshot of the
+        remembered words (a reset swaps in new dicts rather than clearing them), and a word
+        of several pieces is marked as remembered only after its vector is stored."""
+        pieces_of, longer = self._pieces_of, self._longer
+        unknown = [word for word in dict.fromkeys(words) if word not in pieces_of]
         if unknown:
-            if len(self._pieces_of) + len(unknown) > MAX_CACHED_WORDS:
-                self._pieces_of.clear()
-                self._longer.clear()
+            if len(pieces_of) + len(unknown) > MAX_CACHED_WORDS:
+                pieces_of, longer = {}, {}
+                self._pieces_of, self._longer = pieces_of, longer
+                unknown = list(dict.fromkeys(words))  # this call's known words were forgotten too
             for word in unknown:
                 # A word of the vocabulary is its own piece (the tokenizer would find the same).
                 piece = self._tokenizer.token_to_id(word)
                 pieces = [piece] if piece is not None else self._pieces(word)
-                self._pieces_of[word] = pieces[0] if len(pieces) == 1 else -1
                 if len(pieces) != 1:
-                    self._longer[word] = self._mean(pieces)
+                    longer[word] = self._mean(pieces)
+                pieces_of[word] = pieces[0] if len(pieces) == 1 else -1
         # One gather for the one-piece words; the others are remembered whole.
-        pieces = [self._pieces_of[word] for word in words]
-        rows = self._units[pieces]
-        for at, piece in enumerate(pieces):
+        found = [pieces_of[word] for word in words]
+        rows = self._units[found]
+        for at, piece in enumerate(found):
             if piece < 0:
-                rows[at] = self._longer[words[at]]
+                rows[at] = longer[words[at]]
         return rows
 
     def _pieces(self, word: str) -> list[int]:
