@@ -39,7 +39,7 @@ from fit_answerability import COMPARE_AT, KEEP_ANSWERED, choose_threshold, fit
 from tuning import best_choices, open_squad
 
 import indexer.search.answering as answering
-from indexer.answerability import confidence
+from indexer.answerability import evidence_logit
 from indexer.embedding import resolve_model
 from indexer.evaluation import ANSWER_K, answer_matches, default_cache_dir, git_state
 from indexer.models import Assessment
@@ -76,9 +76,8 @@ def choice_accuracy(reads: Sequence[Read], weight: float) -> float:
 def ask_row(assessment: Assessment | None, answers: tuple[str, ...]):
     if assessment is None or assessment.reader_logit is None:
         return None
-    own = min(max(confidence(assessment.evidence), 1e-12), 1 - 1e-12)
     return (
-        math.log(own / (1 - own)),
+        evidence_logit(assessment.evidence),
         assessment.reader_logit,
         answer_matches(assessment.candidate.text, answers),
     )
@@ -170,17 +169,31 @@ def measures(reads: Sequence[Read], normal: np.ndarray, withheld: np.ndarray, th
     }
 
 
-def evaluate(train: Sequence[Read], test: Sequence[Read]) -> dict:
-    """Choose on `train`, measure on `test`."""
-    weight = max(WEIGHTS, key=lambda w: choice_accuracy(train, w))
-    intercept, weights = fit(*stack_examples(train))
-    threshold = choose_threshold(confidences(train, intercept, weights)[0])
-    normal, withheld = confidences(test, intercept, weights)
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """What is chosen on a set of questions: the logit's weight, the stack and the minimum."""
+
+    weight: float
+    intercept: float
+    weights: np.ndarray  # of the answerability logit and the reader logit
+    threshold: float
+
+
+def choose(reads: Sequence[Read]) -> Choice:
+    weight = max(WEIGHTS, key=lambda w: choice_accuracy(reads, w))
+    intercept, weights = fit(*stack_examples(reads))
+    threshold = choose_threshold(confidences(reads, intercept, weights)[0])
+    return Choice(weight, intercept, weights, threshold)
+
+
+def evaluate(chosen: Choice, test: Sequence[Read]) -> dict:
+    """The measures on `test` of what was chosen (on it, or on other questions)."""
+    normal, withheld = confidences(test, chosen.intercept, chosen.weights)
     return {
-        "reader_weight": weight,
+        "reader_weight": chosen.weight,
         "choice_accuracy": round(choice_accuracy(test, 0.0), 4),
-        "choice_accuracy_with_reader": round(choice_accuracy(test, weight), 4),
-        "at_min_confidence": measures(test, normal, withheld, threshold),
+        "choice_accuracy_with_reader": round(choice_accuracy(test, chosen.weight), 4),
+        "at_min_confidence": measures(test, normal, withheld, chosen.threshold),
         **{
             f"at_answered_{rate}": measures(
                 test, normal, withheld, float(np.quantile(normal, 1 - rate))
@@ -213,35 +226,23 @@ def main() -> None:
         reads = collect(args.squad, args.cache or default_cache_dir(), args.adapters, args.work)
         asked.write_bytes(pickle.dumps(reads))
     halves = ([r for r in reads if r.article % 2 == 0], [r for r in reads if r.article % 2 == 1])
-    weight = max(WEIGHTS, key=lambda w: choice_accuracy(reads, w))
-    intercept, weights = fit(*stack_examples(reads))
-    normal, withheld = confidences(reads, intercept, weights)
-    threshold = choose_threshold(normal)
+    chosen = choose(reads)
     report = {
         "command": f"PYTHONPATH=$PWD python eval/fit_reader.py {args.squad}",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": git_state(),
         "machine": cpu_description(),
         "questions": len(reads),
-        "reader_weight": weight,
-        "choice_accuracy": round(choice_accuracy(reads, 0.0), 4),
-        "choice_accuracy_with_reader": round(choice_accuracy(reads, weight), 4),
         "stack": {
-            "intercept": round(intercept, 4),
-            "evidence": round(float(weights[0]), 4),
-            "reader": round(float(weights[1]), 4),
+            "intercept": round(chosen.intercept, 4),
+            "evidence": round(float(chosen.weights[0]), 4),
+            "reader": round(float(chosen.weights[1]), 4),
         },
-        "min_confidence": threshold,
-        "at_min_confidence": measures(reads, normal, withheld, threshold),
-        **{
-            f"at_answered_{rate}": measures(
-                reads, normal, withheld, float(np.quantile(normal, 1 - rate))
-            )
-            for rate in RATES
-        },
+        "min_confidence": chosen.threshold,
+        **evaluate(chosen, reads),
         "split_halves": {
-            "chosen on even articles, measured on odd": evaluate(halves[0], halves[1]),
-            "chosen on odd articles, measured on even": evaluate(halves[1], halves[0]),
+            "chosen on even articles, measured on odd": evaluate(choose(halves[0]), halves[1]),
+            "chosen on odd articles, measured on even": evaluate(choose(halves[1]), halves[0]),
         },
     }
     text = json.dumps(report, indent=2)
@@ -249,11 +250,11 @@ def main() -> None:
     if args.output:
         args.output.write_text(text + "\n", encoding="utf-8")
     print("\n# paste into indexer/reader.py")
-    print(f"READER_WEIGHT = {weight}")
-    print(f"STACK_INTERCEPT = {intercept:.4f}")
-    print(f"STACK_EVIDENCE = {weights[0]:.4f}")
-    print(f"STACK_READER = {weights[1]:.4f}")
-    print(f"READER_MIN_CONFIDENCE = {threshold}")
+    print(f"READER_WEIGHT = {chosen.weight}")
+    print(f"STACK_INTERCEPT = {chosen.intercept:.4f}")
+    print(f"STACK_EVIDENCE = {chosen.weights[0]:.4f}")
+    print(f"STACK_READER = {chosen.weights[1]:.4f}")
+    print(f"READER_MIN_CONFIDENCE = {chosen.threshold}")
 
 
 if __name__ == "__main__":

@@ -130,10 +130,24 @@ def confidence(
     intercept: float | None = None,
 ) -> float:
     """The model's probability (0..1) that the sentence answers the question."""
+    return logistic(evidence_logit(evidence, coefficients, intercept))
+
+
+def evidence_logit(
+    evidence: AnswerEvidence,
+    coefficients: dict[str, float] | None = None,
+    intercept: float | None = None,
+) -> float:
+    """The model's log-odds that the sentence answers (what `confidence` turns into 0..1)."""
     weights = COEFFICIENTS if coefficients is None else coefficients
     logit = INTERCEPT if intercept is None else intercept
     for name, value in zip(AnswerEvidence.names(), evidence.values(), strict=True):
         logit += weights.get(name, 0.0) * value
+    return logit
+
+
+def logistic(logit: float) -> float:
+    """0..1 from log-odds (clipped, so that no logit overflows)."""
     return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, logit))))
 
 

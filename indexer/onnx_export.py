@@ -258,7 +258,7 @@ def load_reader_export(location: str, adapter: Path, cache_dir: Path) -> Path:
     digest = hashlib.sha256(adapter.read_bytes()).hexdigest()[:12]
     models = _export_folder(location, cache_dir, "reader")
     folder = models.with_name(f"{models.name}-{digest}")
-    model_file = reader_file_name()
+    model_file = _reader_file_name()
     if not (folder / model_file).exists():
         with _export_lock(folder):
             if not (folder / READER_FP32).exists():
@@ -268,7 +268,7 @@ def load_reader_export(location: str, adapter: Path, cache_dir: Path) -> Path:
     return folder / model_file
 
 
-def reader_file_name() -> str:
+def _reader_file_name() -> str:
     return f"reader_int8_{cpu_isa()}.onnx"
 
 

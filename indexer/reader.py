@@ -16,13 +16,13 @@ ONNX once, into the export cache beside the model's own export (`indexer.onnx_ex
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from indexer.answerability import logistic
 from indexer.encoders import ONNX_TOKENIZER
 
 if TYPE_CHECKING:
@@ -92,10 +92,7 @@ def load_reader(cache_dir: Path) -> Reader:
     return Reader(load_reader_export(resolve_model(DEFAULT_MODEL), READER_ADAPTER, cache_dir))
 
 
-def stacked_confidence(evidence_confidence: float, reader_logit: float) -> float:
-    """The answer's confidence with the reader, from the answerability model's confidence
-    (without the reader) and the reader's logit on the answer sentence."""
-    clipped = min(max(evidence_confidence, 1e-12), 1 - 1e-12)
-    evidence_logit = math.log(clipped / (1 - clipped))
-    logit = STACK_INTERCEPT + STACK_EVIDENCE * evidence_logit + STACK_READER * reader_logit
-    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, logit))))
+def stacked_confidence(evidence_logit: float, reader_logit: float) -> float:
+    """The answer's confidence with the reader, from the answerability model's log-odds
+    (`indexer.answerability.evidence_logit`) and the reader's logit on the answer sentence."""
+    return logistic(STACK_INTERCEPT + STACK_EVIDENCE * evidence_logit + STACK_READER * reader_logit)

@@ -13,7 +13,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 from indexer import onnx_export
-from indexer.answerability import confidence
+from indexer.answerability import evidence_logit
 from indexer.embedding import Embedder
 from indexer.models import NOT_ANSWERED_MESSAGE
 from indexer.onnx_export import LOW_RANK_SCALE, merge_adapter
@@ -169,9 +169,8 @@ def test_a_sentence_the_reader_reads_as_answering_becomes_the_answer(
     assert result.assessment is not None
     assert result.assessment.candidate.text == runner_up
     assert result.assessment.reader_logit == 40.0
-    evidence_confidence = confidence(result.assessment.evidence)
     assert result.assessment.confidence == pytest.approx(
-        stacked_confidence(evidence_confidence, 40.0)
+        stacked_confidence(evidence_logit(result.assessment.evidence), 40.0)
     )
 
 

@@ -13,6 +13,7 @@ from indexer.answerability import (
     choice_spread,
     confidence,
     coverage,
+    evidence_logit,
     missing_share,
     phrase_coverage,
     question_names,
@@ -154,12 +155,15 @@ class AnswerStage:
         byline = prefer_first and answer.passage == 1
         # The author note answering "who wrote ...?" is read from the document's own byline,
         # not inferred from how well a sentence matches: it is not the model's to turn down.
-        sure = 1.0 if byline else confidence(evidence)
         reader_logit = None
-        if self.reader is not None and not byline:
+        if byline:
+            sure = 1.0
+        elif self.reader is not None:
             at = scored[hit.rank].sentence
             reader_logit = read[at] if at in read else self._read_one(query, hit)
-            sure = stacked_confidence(sure, reader_logit)
+            sure = stacked_confidence(evidence_logit(evidence), reader_logit)
+        else:
+            sure = confidence(evidence)
         answer = replace(answer, confidence=sure)
         answered = sure >= self.min_confidence
         assessment = Assessment(answer, evidence, sure, answered, reader_logit)
