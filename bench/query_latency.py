@@ -9,6 +9,8 @@ The clients share the 2 CPUs with the server, so HTTP figures include that conte
 
 The index is `--index` if given; otherwise SciFact is indexed (once, then incrementally) into
 `$PARACITE_CACHE_DIR/bench/` with `--backend`.
+Answering follows the `PARACITE_*` settings of the environment (`PARACITE_READER=on` reads
+the best sentences with the question; the server started for HTTP inherits them).
 
     .venv/bin/python bench/query_latency.py --backend onnx-int8
     .venv/bin/python bench/query_latency.py --index ~/.cache/paracite/eval/scifact-...-onnx-int8
@@ -68,7 +70,7 @@ def main() -> None:
     settings = _index_settings(args, eval_set)
     print(f"# index {settings.index} ({settings.backend})", flush=True)
 
-    searcher = Searcher.open(settings.index, answer_threshold=settings.answer_threshold)
+    searcher = Searcher.from_settings(settings)
     for text in questions[:10]:
         searcher.ask(text, args.k)
     timings = []

@@ -32,9 +32,7 @@ from indexer.embedding import Embedder
 from indexer.errors import InvalidQuery, ParaciteError
 from indexer.loaders.common import collapse_whitespace
 from indexer.models import AskResult, IndexReport
-from indexer.reader import load_reader
 from indexer.retrieval import MAX_K, Mode, Searcher
-from indexer.search.rerank import load_cross_encoder
 from indexer.settings import Settings
 from indexer.short_answer import SHORT_ANSWER_TYPES, short_answer_type
 from indexer.store import read_stats
@@ -796,16 +794,7 @@ def evaluate(
     build = build_eval_index(
         eval_set, settings, embedder=embedder, progress=build_progress, reuse_index=reuse_index
     )
-    searcher = Searcher.open(
-        settings.index,
-        embedder,
-        answer_threshold=settings.answer_threshold,
-        ann_min_passages=settings.ann_min_passages,
-        min_confidence=settings.answer_confidence,
-        reranker=load_cross_encoder(settings.reranker) if settings.reranker else None,
-        reranker_depth=settings.reranker_depth,
-        reader=load_reader(settings.cache_dir) if settings.reader else None,
-    )
+    searcher = Searcher.from_settings(settings, embedder=embedder)
     try:
         eval_set.warnings.extend(check_alignment(searcher, eval_set))
         questions = eval_set.questions[:limit] if limit else eval_set.questions

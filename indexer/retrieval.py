@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,11 +33,11 @@ from indexer.models import (
     RankedPassage,
 )
 from indexer.ranking import RowRanges
-from indexer.reader import READER_MIN_CONFIDENCE, Reader
+from indexer.reader import READER_MIN_CONFIDENCE, Reader, load_reader
 from indexer.search.answering import AnswerStage
 from indexer.search.candidates import CANDIDATES, CandidateStage
 from indexer.search.fusion import FusionStage, FusionWeights
-from indexer.search.rerank import RERANK_DEPTH, RerankStage
+from indexer.search.rerank import RERANK_DEPTH, RerankStage, load_cross_encoder
 from indexer.search.types import MODES, Candidates, Fused, Mode, Query, Scope
 from indexer.segments import SegmentedIndex
 from indexer.settings import Settings
@@ -54,6 +54,7 @@ __all__ = [
     "MAX_OFFSET",
     "MAX_QUERY_CHARS",
     "MODES",
+    "AnswerModels",
     "FusionWeights",
     "Mode",
     "RankedPassage",
@@ -94,6 +95,23 @@ def validate_query(query: str, k: int) -> str:
     if not 1 <= k <= MAX_K:
         raise InvalidQuery(f"k must be between 1 and {MAX_K}")
     return question
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerModels:
+    """The optional models a searcher answers with, loaded once: a server shares them with
+    every index generation it moves to."""
+
+    reranker: CrossEncoder | None = None
+    reader: Reader | None = None
+
+    @classmethod
+    def load(cls, settings: Settings) -> AnswerModels:
+        """The reranker and the reader the settings ask for (None for each one they do not)."""
+        return cls(
+            load_cross_encoder(settings.reranker) if settings.reranker else None,
+            load_reader(settings.cache_dir) if settings.reader else None,
+        )
 
 
 class Searcher:
@@ -214,6 +232,28 @@ class Searcher:
             reranker=reranker,
             reranker_depth=reranker_depth,
             reader=reader,
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        index_dir: Path | None = None,
+        embedder: Embedder | None = None,
+        models: AnswerModels | None = None,
+    ) -> Searcher:
+        """Open the index at `index_dir` (default: the settings' index) as the settings
+        configure answering, with `models` (default: loaded now, as the settings ask)."""
+        models = models or AnswerModels.load(settings)
+        return cls.open(
+            index_dir or settings.index,
+            embedder=embedder,
+            answer_threshold=settings.answer_threshold,
+            ann_min_passages=settings.ann_min_passages,
+            min_confidence=settings.answer_confidence,
+            reranker=models.reranker,
+            reranker_depth=settings.reranker_depth,
+            reader=models.reader,
         )
 
     def close(self) -> None:

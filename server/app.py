@@ -18,9 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from indexer.embedding import Embedder
 from indexer.live import LiveIndex
-from indexer.reader import load_reader
-from indexer.retrieval import MAX_QUERY_CHARS, Searcher
-from indexer.search.rerank import load_cross_encoder
+from indexer.retrieval import MAX_QUERY_CHARS, AnswerModels, Searcher
 from indexer.settings import Settings
 from indexer.store import check_index
 from server import api, pages
@@ -91,21 +89,11 @@ def create_app(
 def open_live_index(settings: Settings) -> LiveIndex:
     """The index at `settings.index`, opened now (model included), following new generations."""
 
-    # Loaded once: every generation the server moves to reranks with the same model.
-    reranker = load_cross_encoder(settings.reranker) if settings.reranker else None
-    reader = load_reader(settings.cache_dir) if settings.reader else None
+    # Loaded once: every generation the server moves to answers with the same models.
+    models = AnswerModels.load(settings)
 
     def open_searcher(index_dir: Path, embedder: Embedder | None) -> Searcher:
-        return Searcher.open(
-            index_dir,
-            embedder=embedder,
-            answer_threshold=settings.answer_threshold,
-            ann_min_passages=settings.ann_min_passages,
-            min_confidence=settings.answer_confidence,
-            reranker=reranker,
-            reranker_depth=settings.reranker_depth,
-            reader=reader,
-        )
+        return Searcher.from_settings(settings, index_dir, embedder, models)
 
     live = LiveIndex(settings.index, open_searcher)
     live.current()

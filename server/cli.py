@@ -18,9 +18,7 @@ from rich.table import Table
 from indexer.embedding import BACKENDS
 from indexer.errors import ParaciteError
 from indexer.models import AskResult, Hit, IndexReport
-from indexer.reader import load_reader
 from indexer.retrieval import MAX_K, MAX_OFFSET, MODES, Mode, Scope, Searcher
-from indexer.search.rerank import load_cross_encoder
 from indexer.settings import PassageVectors, SentenceVectors, Settings
 from indexer.short_answer import ShortAnswer
 
@@ -417,15 +415,7 @@ def _print_eval(names: list[str], data: dict[str, Any]) -> None:
 
 
 def _open(index_dir: Path | None) -> Searcher:
-    settings = _settings(index=index_dir)
-    return Searcher.open(
-        settings.index,
-        answer_threshold=settings.answer_threshold,
-        min_confidence=settings.answer_confidence,
-        reranker=load_cross_encoder(settings.reranker) if settings.reranker else None,
-        reranker_depth=settings.reranker_depth,
-        reader=load_reader(settings.cache_dir) if settings.reader else None,
-    )
+    return Searcher.from_settings(_settings(index=index_dir))
 
 
 def _print_result(result: AskResult, as_json: bool, with_answer: bool) -> None:

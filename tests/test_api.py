@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from server_helpers import ODD_DOC, SCRIPT, SEED_QUESTION, error_of
 
+from indexer import retrieval
 from indexer.errors import (
     IndexBusy,
     IndexCorrupt,
@@ -485,7 +486,7 @@ def test_the_server_loads_the_reader_once_when_the_setting_asks(
         opened.append(options)
         return BorrowedSearcher(searcher)
 
-    monkeypatch.setattr(app_module, "load_reader", fake_load_reader)
+    monkeypatch.setattr(retrieval, "load_reader", fake_load_reader)
     monkeypatch.setattr(app_module.Searcher, "open", fake_open)
     settings = Settings(index=seed_index, reader=True)
     with TestClient(create_app(settings)) as fresh:

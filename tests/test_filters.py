@@ -68,6 +68,16 @@ def searcher(
     opened.close()
 
 
+def test_from_settings_honours_the_ann_minimum(corpus_index: Path, embedder: Embedder) -> None:
+    for minimum, uses_ann in ((0, True), (10**9, False)):
+        settings = Settings(index=corpus_index, ann_min_passages=minimum)
+        opened = Searcher.from_settings(settings, embedder=embedder)
+        try:
+            assert opened.uses_ann == uses_ann
+        finally:
+            opened.close()
+
+
 def _docs(searcher: Searcher, **scope: str) -> list[str]:
     result = searcher.search(QUESTION, 10, scope=Scope(**scope))
     return [hit.passage.doc_id for hit in result.hits]

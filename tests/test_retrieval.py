@@ -13,10 +13,13 @@ from indexer import retrieval
 from indexer.embedding import Embedder
 from indexer.errors import InvalidQuery, ModelMismatch
 from indexer.models import NO_ANSWER_MESSAGE
-from indexer.retrieval import MAX_K, MAX_OFFSET, FusionWeights, Scope, Searcher
+from indexer.retrieval import MAX_K, MAX_OFFSET, AnswerModels, FusionWeights, Scope, Searcher
+from indexer.settings import Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
+
+    from indexer.reader import Reader
 
 PLAIN_SEED = "004_fc6fad951788ea23.txt"
 MARKDOWN_SEED = "000_230d891a6c421cf7.txt"
@@ -368,3 +371,49 @@ def test_k_and_ranked_reach_past_the_candidates_per_signal(
         assert len(narrow.ask(RANKING_QUESTIONS[0], ranked=1).ranking) == 1
     finally:
         narrow.close()
+
+
+def test_from_settings_opens_the_index_as_the_settings_configure_answering(
+    seed_index: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded: list[Path] = []
+    reader = cast("Reader", object())
+
+    def fake_load_reader(cache_dir: Path) -> Reader:
+        loaded.append(cache_dir)
+        return reader
+
+    monkeypatch.setattr(retrieval, "load_reader", fake_load_reader)
+    settings = Settings(
+        index=seed_index,
+        answer_threshold=0.41,
+        answer_confidence=0.3,
+        reranker_depth=7,
+        reader=True,
+    )
+    searcher = Searcher.from_settings(settings, embedder=embedder)
+    try:
+        assert searcher.index_dir == seed_index
+        assert (searcher.answer_threshold, searcher.min_confidence) == (0.41, 0.3)
+        assert searcher.reranker_depth == 7 and searcher.reranker is None
+        assert searcher.reader is reader and loaded == [settings.cache_dir]
+    finally:
+        searcher.close()
+
+    shared = AnswerModels(reader=reader)
+    again = Searcher.from_settings(settings, seed_index, embedder, shared)
+    try:
+        assert again.reader is reader and loaded == [settings.cache_dir]  # not loaded again
+    finally:
+        again.close()
+
+
+def test_answer_models_load_nothing_unless_the_settings_ask(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*_: object) -> None:
+        raise AssertionError("loaded a model the settings did not ask for")
+
+    monkeypatch.setattr(retrieval, "load_reader", refuse)
+    monkeypatch.setattr(retrieval, "load_cross_encoder", refuse)
+    assert AnswerModels.load(Settings(reranker=None, reader=False)) == AnswerModels(None, None)
