@@ -153,12 +153,16 @@ def test_a_sentence_the_reader_reads_as_answering_becomes_the_answer(
 ) -> None:
     without = plain.ask(QUESTION, 5)
     assert without.answer is not None
-    # The runner-up among the first passages' sentences, by the choice model alone.
-    runner_up = next(
-        hit.best_sentence.text
-        for hit in without.hits[1:]
-        if hit.best_sentence is not None and hit.best_sentence.text != without.answer.text
-    )
+    # The runner-up among the sentences the reader reads (best first by the choice model).
+    neutral = FixedReader("", high=0.0, low=0.0)
+    searcher = with_reader(seed_index, embedder, neutral)
+    try:
+        searcher.ask(QUESTION, 5)
+    finally:
+        searcher.close()
+    [candidates] = neutral.read
+    assert candidates[0] == without.answer.text
+    runner_up = candidates[1]
     fake = FixedReader(runner_up, high=40.0, low=-40.0)
     searcher = with_reader(seed_index, embedder, fake)
     try:
@@ -185,6 +189,24 @@ def test_a_reader_that_reads_no_answer_turns_the_answer_down(
     assert result.answer is None
     assert result.no_answer_reason == NOT_ANSWERED_MESSAGE
     assert not any(hit.cited for hit in result.hits)
+
+
+def test_the_answer_is_one_the_reader_read_even_when_it_reads_none_as_answering(
+    seed_index: Path, embedder: Embedder
+) -> None:
+    """Sentences past the reader's candidates are not read; when every read logit is low,
+    they must not overtake the read ones for having been skipped."""
+    fake = FixedReader("", high=-60.0, low=-60.0)
+    searcher = Searcher.open(seed_index, embedder, reader=fake, min_confidence=0.0)  # type: ignore[arg-type]
+    try:
+        result = searcher.ask(QUESTION, 5)
+    finally:
+        searcher.close()
+    assert result.answer is not None and result.assessment is not None
+    [read] = fake.read
+    assert len(read) == READER_CANDIDATES
+    assert result.answer.text in read
+    assert result.assessment.reader_logit == -60.0
 
 
 def test_the_reader_does_not_read_off_topic_questions_or_later_pages(

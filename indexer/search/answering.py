@@ -113,6 +113,10 @@ class AnswerStage:
             if judged and self.reader is not None and any(clearing[:k])
             else {}
         )
+        # A sentence the reader did not read counts as read no better than the worst it did:
+        # most logits are negative, and an unread sentence (below every read one by choice
+        # score) must not overtake them for having been skipped.
+        unread = min(read.values()) if read else 0.0
         for (rank, (position, passage)), scores, clears in zip(
             ranked, all_scores, clearing, strict=True
         ):
@@ -122,7 +126,7 @@ class AnswerStage:
             for at, (sentence, score) in enumerate(zip(passage.sentences, scores, strict=True)):
                 if rank <= offset + EVIDENCE_PASSAGES:
                     sentence_scores_seen[first + at] = float(score)
-                score = float(score) + READER_WEIGHT * read.get(first + at, 0.0)
+                score = float(score) + READER_WEIGHT * read.get(first + at, unread)
                 if score > best_score:
                     best, best_score, best_at = sentence, score, first + at
             hits.append(Hit(rank, passage_score, passage, best, best_score, cited=clears))
