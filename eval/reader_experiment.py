@@ -6,7 +6,9 @@ the bundled all-MiniLM-L6-v2 (every layer fine-tuned, a linear head on [CLS]) on
 articles of a SQuAD-format tuning set and measures it on the other half:
 
 - training pairs: every sentence of each question's gold paragraph (label: it holds a gold
-  answer) and the sentence the engine offers when the gold paragraph is withheld;
+  answer) and the sentence the engine offers when the gold paragraph is withheld (with
+  `--with-choices` also the best sentences by choice score of the normal ask, with
+  `--withheld-choices N` the N best of the withheld ask);
 - sentence choice (issue 13): the five best sentences by the fitted choice score
   (`indexer.sentence_choice`) of the normal ask are rescored as choice + alpha * reader logit;
 - answerability (issue 14): the reader's logit on the offered sentence is added to the
@@ -73,6 +75,8 @@ class Question:
     choices: list[tuple[str, float, bool]]  # the five best sentences by choice score
     normal: Ask | None
     withheld: Ask | None
+    # The same five with the gold paragraph withheld (what the reader reads then).
+    withheld_choices: list[tuple[str, float, bool]] = field(default_factory=list)
     logits: dict[str, float] = field(default_factory=dict)  # reader logit per sentence text
 
 
@@ -112,6 +116,13 @@ def collect(path: Path, cache: Path) -> list[Question]:
                     best_choices(searcher, question.text, question.answers, CHOICE_CANDIDATES),
                     asks[0],
                     asks[1],
+                    best_choices(
+                        searcher,
+                        question.text,
+                        question.answers,
+                        CHOICE_CANDIDATES,
+                        withhold=[paragraph],
+                    ),
                 )
             )
     finally:
@@ -209,7 +220,7 @@ def save_adapter(reader: Any, path: Path) -> None:
     """The trained parameters only: every low-rank pair (float16), the biases and layer norms
     of the model, and the head, by their names in the model."""
     _, model, head = reader
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, Any] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
@@ -315,6 +326,14 @@ def main() -> None:
         action="store_true",
         help="Also train on the five best sentences by choice score of each normal ask.",
     )
+    parser.add_argument(
+        "--withheld-choices",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Also train on the N best sentences by choice score of each withheld ask (the "
+        "sentences the reader reads when the answer is not there).",
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     asked = args.work / "questions.pkl"
@@ -335,6 +354,14 @@ def main() -> None:
             for q in train
             for text, _, correct in q.choices
             if (q.text, text) not in gold_pairs
+        ]
+    if args.withheld_choices:
+        known = {(q, text) for q, text, _ in pairs}
+        pairs += [
+            (q.text, text, correct)
+            for q in train
+            for text, _, correct in q.withheld_choices[: args.withheld_choices]
+            if (q.text, text) not in known
         ]
     started = time.perf_counter()
     reader = train_reader(pairs, args.train_layers, args.learning_rate, lora_rank=args.lora_rank)
@@ -380,6 +407,7 @@ def main() -> None:
         "trained_on": f"{args.train_articles} articles",
         "learning_rate": args.learning_rate,
         "with_choices": args.with_choices,
+        "withheld_choices": args.withheld_choices,
         "training_pairs": len(pairs),
         "training_seconds": round(train_seconds),
         "held_out_questions": len(held_out),

@@ -6,6 +6,7 @@ Eval scripts may reach inside the searcher: they need the stages' intermediate s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from indexer.evaluation import (
     workspace_for,
 )
 from indexer.models import Passage
+from indexer.ranking import RowRanges
 from indexer.retrieval import Searcher
 from indexer.search.types import Fused, Query
 from indexer.sentence_choice import ChoiceContext, sentence_scores
@@ -41,20 +43,27 @@ def open_squad(
     return eval_set, article_of, searcher
 
 
-def fuse_as_asked(searcher: Searcher, question: str) -> tuple[Query, Fused]:
-    """The question analysed and fused as `Searcher.ask` does (hybrid, whole index)."""
-    query = searcher._query(question, "hybrid", None)
+def fuse_as_asked(
+    searcher: Searcher, question: str, withhold: Sequence[tuple[str, int]] = ()
+) -> tuple[Query, Fused]:
+    """The question analysed and fused as `Searcher.ask` does (hybrid, whole index but the
+    withheld (doc id, paragraph) pairs)."""
+    allowed = None
+    if withhold:
+        everything = RowRanges(np.array([[0, searcher._passages]], dtype=np.int64))
+        allowed = everything.without(searcher._store.paragraph_ranges(withhold))
+    query = searcher._query(question, "hybrid", allowed)
     assert query is not None
     _, fused = searcher._fuse(query, searcher._candidates.per_signal)
     return query, fused
 
 
 def choice_candidates(
-    searcher: Searcher, question: str
+    searcher: Searcher, question: str, withhold: Sequence[tuple[str, int]] = ()
 ) -> tuple[Fused, np.ndarray, list[Passage], ChoiceContext]:
     """The fused question, the positions of its best `ANSWER_K` passages, those passages,
     and the sentence choice's context over them, as the answer stage has them."""
-    query, fused = fuse_as_asked(searcher, question)
+    query, fused = fuse_as_asked(searcher, question, withhold)
     top = fused.order()[:ANSWER_K]
     passages = searcher._store.passages(fused.rows[top])
     rarity = rarity_weights(
@@ -64,11 +73,15 @@ def choice_candidates(
 
 
 def best_choices(
-    searcher: Searcher, question: str, answers: tuple[str, ...], n: int
+    searcher: Searcher,
+    question: str,
+    answers: tuple[str, ...],
+    n: int,
+    withhold: Sequence[tuple[str, int]] = (),
 ) -> list[tuple[str, float, bool]]:
     """The `n` best sentences of the top passages by the fitted choice score: (text, score,
-    whether it holds a gold answer), best first."""
-    fused, top, passages, context = choice_candidates(searcher, question)
+    whether it holds a gold answer), best first (with `withhold` left out, as asked so)."""
+    fused, top, passages, context = choice_candidates(searcher, question, withhold)
     scored = []
     for position, passage in zip(top, passages, strict=True):
         first = int(fused.sentence_start[position])
