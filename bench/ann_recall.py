@@ -80,10 +80,10 @@ def cached_passage_vectors(
         cache = EmbeddingCache(copy, embedder.dimension)
         found = cache.lookup([text_hash(text) for text in texts])
         cache.close()
-    vectors = [
-        found[key] for key in dict.fromkeys(text_hash(text) for text in texts) if key in found
-    ]
-    return np.stack(vectors) if vectors else np.zeros((0, embedder.dimension), np.float32)
+    distinct = list(dict.fromkeys(text_hash(text) for text in texts))
+    vectors = [found[key] for key in distinct if key in found]
+    stacked = np.stack(vectors) if vectors else np.zeros((0, embedder.dimension), np.float32)
+    return stacked, len(distinct)
 
 
 def measure(

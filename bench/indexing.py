@@ -127,7 +127,10 @@ def main() -> None:
             model_seconds: float | None = raw_seconds
             if way == "standalone" and passages == "standalone":
                 distinct = sorted(set(sentence_texts) - set(passage_texts))
-                model_seconds += embed_seconds(embedder, distinct, args.batch_size, args.raw_passes)
+                sentence_seconds = embed_seconds(
+                    embedder, distinct, args.batch_size, args.raw_passes
+                )
+                model_seconds = raw_seconds + sentence_seconds
             elif passages != "standalone":
                 model_seconds = None
             print(f"# {name}: indexing {documents} abstracts ...", flush=True)

@@ -155,7 +155,9 @@ def at_answered(asked: Sequence[Asked], normal: np.ndarray, withheld: np.ndarray
     return at_threshold(asked, normal, withheld, float(np.quantile(normal, 1 - rate)))
 
 
-def score(asked: Sequence[Asked], intercept: float, coefficients: np.ndarray):
+def score(
+    asked: Sequence[Asked], intercept: float, coefficients: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Confidences of the normal and the withheld asks."""
     normal = confidences(np.array([a.normal for a in asked]), intercept, coefficients)
     withheld = confidences(np.array([a.withheld for a in asked]), intercept, coefficients)

@@ -261,8 +261,8 @@ def main() -> None:
         sets[name] = cross_validate(c, columns, args.folds)
         print(name, sets[name], flush=True)
     w = fit_raw(everything)
-    chosen = choices(everything.x @ w, everything.start)
-    old_chosen = choices(everything.old, everything.start)
+    picked = choices(everything.x @ w, everything.start)
+    old_picked = choices(everything.old, everything.start)
     report = {
         "command": f"PYTHONPATH=$PWD python eval/fit_sentence_choice.py {args.squad}",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -277,7 +277,7 @@ def main() -> None:
         "in_sample": {
             "fitted": round(accuracy(everything, everything.x @ w), 4),
             "hand_set": round(accuracy(everything, everything.old), 4),
-            "same_sentence_as_hand_set": round(float((chosen == old_chosen).mean()), 4),
+            "same_sentence_as_hand_set": round(float((picked == old_picked).mean()), 4),
         },
         "coefficients": {n: round(float(v), 4) for n, v in zip(FEATURES, w, strict=True)},
     }
