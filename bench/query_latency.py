@@ -67,7 +67,7 @@ def main() -> None:
 
     eval_set = scifact(args.scifact)
     questions = [question.text for question in eval_set.questions]
-    settings = _index_settings(args, eval_set)
+    settings = index_settings(args, eval_set)
     print(f"# index {settings.index} ({settings.backend})", flush=True)
 
     searcher = Searcher.from_settings(settings)
@@ -117,7 +117,7 @@ def main() -> None:
     )
 
 
-def _index_settings(args: argparse.Namespace, eval_set: EvalSet) -> Settings:
+def index_settings(args: argparse.Namespace, eval_set: EvalSet) -> Settings:
     """Settings pointing at the index to query, building the SciFact one if none is given."""
     if args.index:
         generation = current_generation(args.index.resolve())
