@@ -6,7 +6,7 @@ death). The reader is the bundled model fine-tuned to read "[CLS] question [SEP]
 [SEP]" and give one logit: does the sentence answer the question? With `PARACITE_READER=on`
 it reads the best candidate sentences of the first passages, moves the answer to the one it
 reads as answering, and joins the answerability decision (`indexer.search.answering`).
-It costs a question about five times its usual time (README "The reader").
+It costs a question about three times its usual time (README "The reader").
 
 Its weights are the bundled model's plus the updates in `READER_ADAPTER` (1.4 MB: low-rank
 updates of every layer's linear maps, the biases, the layer norms and the head), trained by
