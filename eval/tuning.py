@@ -21,7 +21,6 @@ from indexer.evaluation import (
     workspace_for,
 )
 from indexer.models import Passage
-from indexer.ranking import RowRanges
 from indexer.retrieval import Searcher
 from indexer.search.types import Fused, Query
 from indexer.sentence_choice import ChoiceContext, sentence_scores
@@ -48,11 +47,7 @@ def fuse_as_asked(
 ) -> tuple[Query, Fused]:
     """The question analysed and fused as `Searcher.ask` does (hybrid, whole index but the
     withheld (doc id, paragraph) pairs)."""
-    allowed = None
-    if withhold:
-        everything = RowRanges(np.array([[0, searcher._passages]], dtype=np.int64))
-        allowed = everything.without(searcher._store.paragraph_ranges(withhold))
-    query = searcher._query(question, "hybrid", allowed)
+    query = searcher._query(question, "hybrid", searcher._in_scope(None, withhold))
     assert query is not None
     _, fused = searcher._fuse(query, searcher._candidates.per_signal)
     return query, fused

@@ -359,11 +359,7 @@ class Searcher:
         started = time.perf_counter()
         question = validate_query(query, k)
         validate_offset(offset)
-        allowed = self._allowed(scope)
-        if withhold:
-            everything = RowRanges(np.array([[0, self._passages]], dtype=np.int64))
-            allowed = (allowed or everything).without(self._store.paragraph_ranges(withhold))
-        prepared = self._query(question, mode, allowed)
+        prepared = self._query(question, mode, self._in_scope(scope, withhold))
         first_page = want_answer and offset == 0
         if prepared is None:
             reason = NO_ANSWER_MESSAGE if first_page else None
@@ -409,6 +405,17 @@ class Searcher:
             return None
         terms = list(dict.fromkeys(lexical_terms(question)))
         return Query(question, mode, terms, self.embedder.embed_query(question), allowed)
+
+    def _in_scope(
+        self, scope: Scope | None, withhold: Sequence[tuple[str, int]] = ()
+    ) -> RowRanges | None:
+        """The rows a question may draw from: the scope's (None: every row), less the
+        withheld (doc id, paragraph) pairs."""
+        allowed = self._allowed(scope)
+        if not withhold:
+            return allowed
+        everything = RowRanges(np.array([[0, self._passages]], dtype=np.int64))
+        return (allowed or everything).without(self._store.paragraph_ranges(withhold))
 
     def _allowed(self, scope: Scope | None) -> RowRanges | None:
         """The passage rows a scope allows (None: every row), remembered per scope."""
