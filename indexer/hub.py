@@ -20,6 +20,17 @@ from indexer.errors import ModelUnavailable
 HUB_PROBE_TIMEOUT = 3.0
 
 
+def locate_model(name: str, cache_dir: Path | None = None) -> str:
+    """Where to load model `name` from: a folder as it is, else `locate_hub_model`. A local
+    folder is loaded with the hub switched off, so that nothing reaches for the network."""
+    folder = Path(name).expanduser()
+    location = str(folder) if folder.exists() else locate_hub_model(name, cache_dir)
+    if Path(location).exists():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    return location
+
+
 def locate_hub_model(name: str, cache_dir: Path | None = None) -> str:
     """The local folder of hub model `name` when the hub cache holds it; else `name` itself
     when the hub can be reached (the load then downloads it); else ModelUnavailable.

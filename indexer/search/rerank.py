@@ -8,15 +8,13 @@ transformer pass per passage (README "Reranking").
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from indexer.errors import ModelUnavailable
-from indexer.hub import locate_hub_model
+from indexer.hub import locate_model
 from indexer.search.types import Fused, Query
 from indexer.segments import SegmentedStore
 
@@ -31,15 +29,10 @@ def load_cross_encoder(name: str) -> CrossEncoder:
     """The cross-encoder at a local folder, or by a name sentence-transformers can load."""
     from sentence_transformers import CrossEncoder
 
-    folder = Path(name).expanduser()
     try:
-        name = str(folder) if folder.exists() else locate_hub_model(name)
+        name = locate_model(name)
     except ModelUnavailable as error:
         raise ModelUnavailable(f"cannot load the reranker {name!r}: {error}") from None
-    if Path(name).exists():
-        # A local model: never reach for the network.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
         return CrossEncoder(name, device="cpu")
     except Exception as error:  # sentence-transformers raises many kinds for a bad model
