@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from common import DEFAULT_SCIFACT, machine_note, percentile, print_table, scifact
 from query_latency import index_settings
 
 import indexer.search.answering as answering
-from indexer.reader import READER_CANDIDATES, load_reader
-from indexer.retrieval import Searcher
+from indexer.reader import READER_CANDIDATES
+from indexer.retrieval import AnswerModels, Searcher
 from indexer.settings import DEFAULT_MODEL
 
 
@@ -43,11 +44,9 @@ def main() -> None:
     eval_set = scifact(args.scifact)
     questions = [question.text for question in eval_set.questions][: args.questions]
     settings = index_settings(args, eval_set)
-    reader = load_reader(settings.cache_dir)
-    plain = Searcher.from_settings(settings.with_overrides(reader=False))
-    reading = Searcher.open(
-        settings.index, plain.embedder, answer_threshold=settings.answer_threshold, reader=reader
-    )
+    models = AnswerModels.load(settings.with_overrides(reader=True))
+    plain = Searcher.from_settings(settings, models=replace(models, reader=None))
+    reading = Searcher.from_settings(settings, embedder=plain.embedder, models=models)
     ways = {
         "no reader": (plain, READER_CANDIDATES),
         f"reader, {READER_CANDIDATES} sentences (shipped)": (reading, READER_CANDIDATES),
