@@ -58,8 +58,15 @@ def plain(seed_index: Path, embedder: Embedder) -> Iterator[Searcher]:
     opened.close()
 
 
-def with_reader(seed_index: Path, embedder: Embedder, reader: object) -> Searcher:
-    return Searcher.open(seed_index, embedder, reader=reader)  # type: ignore[arg-type]
+def with_reader(
+    seed_index: Path, embedder: Embedder, reader: object, min_confidence: float | None = None
+) -> Searcher:
+    return Searcher.open(
+        seed_index,
+        embedder,
+        reader=reader,  # type: ignore[arg-type]
+        min_confidence=min_confidence,
+    )
 
 
 def test_merge_adapter_adds_the_low_rank_updates_and_sets_the_rest() -> None:
@@ -197,7 +204,7 @@ def test_the_answer_is_one_the_reader_read_even_when_it_reads_none_as_answering(
     """Sentences past the reader's candidates are not read; when every read logit is low,
     they must not overtake the read ones for having been skipped."""
     fake = FixedReader("", high=-60.0, low=-60.0)
-    searcher = Searcher.open(seed_index, embedder, reader=fake, min_confidence=0.0)  # type: ignore[arg-type]
+    searcher = with_reader(seed_index, embedder, fake, min_confidence=0.0)
     try:
         result = searcher.ask(QUESTION, 5)
     finally:
