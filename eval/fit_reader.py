@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 from fit_answerability import COMPARE_AT, KEEP_ANSWERED, choose_threshold, fit
-from tuning import best_choices, open_squad
+from tuning import best_choices, open_squad, remembered
 
 import indexer.search.answering as answering
 from indexer.answerability import evidence_logit
@@ -219,12 +219,10 @@ def main() -> None:
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    asked = args.work / "reads.pkl"
-    if asked.exists():
-        reads: list[Read] = pickle.loads(asked.read_bytes())
-    else:
-        reads = collect(args.squad, args.cache or default_cache_dir(), args.adapters, args.work)
-        asked.write_bytes(pickle.dumps(reads))
+    reads = remembered(
+        args.work / "reads.pkl",
+        lambda: collect(args.squad, args.cache or default_cache_dir(), args.adapters, args.work),
+    )
     halves = ([r for r in reads if r.article % 2 == 0], [r for r in reads if r.article % 2 == 1])
     chosen = choose(reads)
     report = {

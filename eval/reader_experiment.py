@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 from fit_answerability import fit
-from tuning import best_choices, open_squad
+from tuning import best_choices, open_squad, remembered
 
 from indexer.embedding import resolve_model
 from indexer.evaluation import (
@@ -336,12 +336,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    asked = args.work / "questions.pkl"
-    if asked.exists():
-        questions: list[Question] = pickle.loads(asked.read_bytes())
-    else:
-        questions = collect(args.squad, args.cache or default_cache_dir())
-        asked.write_bytes(pickle.dumps(questions))
+    questions = remembered(
+        args.work / "questions.pkl", lambda: collect(args.squad, args.cache or default_cache_dir())
+    )
     parity = {"even": 0, "odd": 1, "all": None}[args.train_articles]
     train = [q for q in questions if parity is None or q.article % 2 == parity]
     held_out = [q for q in questions if parity is not None and q.article % 2 != parity]

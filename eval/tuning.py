@@ -6,8 +6,10 @@ Eval scripts may reach inside the searcher: they need the stages' intermediate s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import pickle
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -26,6 +28,19 @@ from indexer.search.types import Fused, Query
 from indexer.sentence_choice import ChoiceContext, sentence_scores
 from indexer.settings import Settings
 from indexer.text import lexical_terms
+
+Remembered = TypeVar("Remembered")
+
+
+def remembered(path: Path, make: Callable[[], Remembered]) -> Remembered:
+    """What `make` gives, pickled at `path` the first time and read back from it after (the
+    questions asked through the engine, which take minutes)."""
+    if path.exists():
+        value: Remembered = pickle.loads(path.read_bytes())
+        return value
+    value = make()
+    path.write_bytes(pickle.dumps(value))
+    return value
 
 
 def open_squad(
