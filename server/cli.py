@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 import click
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -38,6 +39,15 @@ class ParaciteGroup(click.Group):
         except ParaciteError as error:
             errors.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
             sys.exit(1)
+        except ValidationError as error:  # a PARACITE_* setting (or a .env line) is invalid
+            for problem in error.errors():
+                name = f"PARACITE_{'_'.join(map(str, problem['loc'])).upper()}"
+                given = problem.get("input")
+                errors.print(
+                    f"[bold red]error:[/] {name}={escape(repr(given))}: {escape(problem['msg'])}",
+                    soft_wrap=True,
+                )
+            sys.exit(2)
         except KeyboardInterrupt:
             errors.print("[yellow]interrupted[/]; the previous index is untouched")
             sys.exit(130)

@@ -134,3 +134,18 @@ def test_indexing_a_busy_index_is_refused_in_one_line_and_questions_still_work(
         asked = paracite("search", "Acheson Line", "--index", str(index_copy), "-k", "1")
         assert asked.returncode == 0, asked.stderr
         assert len(passage_lines(asked.stdout)) == 1
+
+
+def test_an_invalid_setting_is_named_in_one_line_per_setting(seed_index: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "ask", SEED_QUESTION, "--index", str(seed_index)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "400", "PARACITE_READER": "sometimes"},
+        timeout=600,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: PARACITE_READER='sometimes': ")
+    assert "'off', 'auto' or 'on'" in line
