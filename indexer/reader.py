@@ -39,6 +39,9 @@ READER_CANDIDATES = 3
 # article read by a reader trained on the other half of the articles); see
 # eval/reports/reader.json. A candidate's choice score gains READER_WEIGHT x its logit.
 READER_WEIGHT = 0.5
+# With PARACITE_READER=auto the candidates are read only when the best leads the next by less
+# than this in choice score: where the choice is clear, reading rarely changes it.
+READER_CLOSE_MARGIN = 0.3
 # The answer's confidence with the reader: the logistic of
 # STACK_INTERCEPT + STACK_EVIDENCE x (the answerability model's own logit) + STACK_READER x
 # (the reader's logit on the answer), offered from READER_MIN_CONFIDENCE up (the same

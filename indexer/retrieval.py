@@ -8,6 +8,7 @@ vectors on indexes too small to get an ANN structure).
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -33,7 +34,7 @@ from indexer.models import (
     RankedPassage,
 )
 from indexer.ranking import RowRanges
-from indexer.reader import READER_MIN_CONFIDENCE, Reader, load_reader
+from indexer.reader import READER_CLOSE_MARGIN, READER_MIN_CONFIDENCE, Reader, load_reader
 from indexer.search.answering import AnswerStage
 from indexer.search.candidates import CANDIDATES, CandidateStage
 from indexer.search.fusion import FusionStage, FusionWeights
@@ -110,7 +111,7 @@ class AnswerModels:
         """The reranker and the reader the settings ask for (None for each one they do not)."""
         return cls(
             load_cross_encoder(settings.reranker) if settings.reranker else None,
-            load_reader(settings.cache_dir) if settings.reader else None,
+            load_reader(settings.cache_dir) if settings.reader != "off" else None,
         )
 
 
@@ -130,9 +131,11 @@ class Searcher:
         reranker: CrossEncoder | None = None,
         reranker_depth: int = RERANK_DEPTH,
         reader: Reader | None = None,
+        read_below: float = math.inf,
     ) -> None:
         generation = require_generation(index_dir)
         self.reader = reader
+        self.read_below = read_below
         self.reranker = reranker
         self.reranker_depth = reranker_depth
         self.index_dir = index_dir
@@ -197,7 +200,7 @@ class Searcher:
         )
         self._fusion = FusionStage(index.sentence_vectors, index.sentence_offsets, w)
         self._answer = AnswerStage(
-            self._store, self.answer_threshold, self.min_confidence, self.reader
+            self._store, self.answer_threshold, self.min_confidence, self.reader, self.read_below
         )
         self._rerank = (
             RerankStage(self.reranker, self._store, self.reranker_depth)
@@ -218,10 +221,12 @@ class Searcher:
         reranker: CrossEncoder | None = None,
         reranker_depth: int = RERANK_DEPTH,
         reader: Reader | None = None,
+        read_below: float = math.inf,
     ) -> Searcher:
         """Open the live generation of the index at `index_dir` (loading its model if needed);
         a `reranker` (`indexer.search.rerank.load_cross_encoder`) rescores the best passages,
-        a `reader` (`indexer.reader.load_reader`) reads the best sentences with the question."""
+        a `reader` (`indexer.reader.load_reader`) reads the best sentences with the question
+        when the best two lead each other by less than `read_below` in choice score."""
         return cls(
             index_dir,
             embedder,
@@ -232,6 +237,7 @@ class Searcher:
             reranker=reranker,
             reranker_depth=reranker_depth,
             reader=reader,
+            read_below=read_below,
         )
 
     @classmethod
@@ -254,6 +260,7 @@ class Searcher:
             reranker=models.reranker,
             reranker_depth=settings.reranker_depth,
             reader=models.reader,
+            read_below=READER_CLOSE_MARGIN if settings.reader == "auto" else math.inf,
         )
 
     def close(self) -> None:

@@ -21,6 +21,8 @@ def default_cache_dir() -> Path:
 Backend = Literal["torch", "onnx", "onnx-int8"]
 SentenceVectors = Literal["standalone", "in-context"]
 PassageVectors = Literal["standalone", "pooled", "joined"]
+ReaderMode = Literal["off", "auto", "on"]
+_SWITCH_SPELLINGS = {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}
 
 
 class Settings(BaseSettings):
@@ -117,13 +119,14 @@ class Settings(BaseSettings):
             "question before the answer is chosen. Unset (the default): no reranking."
         ),
     )
-    reader: bool = Field(
-        False,
+    reader: ReaderMode = Field(
+        "off",
         description=(
-            "Read the best candidate sentences of each question together with the question "
-            "(a reader fine-tuned from the bundled model, indexer/reader.py) to choose the "
-            "answer and decide whether there is one: surer answers, at about five times a "
-            "question's time. Off by default."
+            "When to read the best candidate sentences of a question together with the "
+            "question (a reader fine-tuned from the bundled model, indexer/reader.py) to choose "
+            "the answer and decide whether there is one: 'auto' only when the best candidates "
+            "are close in score, 'on' for every question (surer answers at about three times "
+            "a question's time), 'off' (the default) never."
         ),
     )
     reranker_depth: int = Field(
@@ -175,6 +178,18 @@ class Settings(BaseSettings):
         if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
             raise ValueError("must be an http(s) URL such as https://search.example.com")
         return urlunsplit((url.scheme, url.netloc, url.path.rstrip("/"), "", ""))
+
+    @field_validator("reader", mode="before")
+    @classmethod
+    def _reader_mode(cls, value: object) -> object:
+        """Yes/no spellings (true, 1, false, 0) mean 'on' and 'off', as they did when the
+        reader was a switch."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, str):
+            spelled = value.strip().lower()
+            return _SWITCH_SPELLINGS.get(spelled, spelled)
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

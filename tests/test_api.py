@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import subprocess
 import sys
 from datetime import datetime
@@ -450,6 +451,7 @@ def test_lifespan_opens_the_index_once_and_closes_it(
         ann_min_passages=7,
         answer_confidence=0.4,
         reranker_depth=9,
+        reader="off",
     )
     with TestClient(create_app(settings)) as fresh:
         assert fresh.get("/healthz").json()["status"] == "ok"
@@ -466,6 +468,7 @@ def test_lifespan_opens_the_index_once_and_closes_it(
             "reranker": None,
             "reranker_depth": 9,
             "reader": None,
+            "read_below": math.inf,
         },
     )
     assert borrowed.closed
@@ -488,7 +491,7 @@ def test_the_server_loads_the_reader_once_when_the_setting_asks(
 
     monkeypatch.setattr(retrieval, "load_reader", fake_load_reader)
     monkeypatch.setattr(app_module.Searcher, "open", fake_open)
-    settings = Settings(index=seed_index, reader=True)
+    settings = Settings(index=seed_index, reader="on")
     with TestClient(create_app(settings)) as fresh:
         assert fresh.get("/healthz").json()["status"] == "ok"
     assert loaded == [settings.cache_dir]

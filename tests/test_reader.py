@@ -4,6 +4,7 @@ answerability decision."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -13,18 +14,19 @@ import torch
 from transformers import BertConfig, BertModel
 
 from indexer import onnx_export
-from indexer.answerability import evidence_logit
+from indexer.answerability import MAX_CHOICE_MARGIN, confidence, evidence_logit
 from indexer.embedding import Embedder
 from indexer.models import NOT_ANSWERED_MESSAGE
 from indexer.onnx_export import LOW_RANK_SCALE, merge_adapter
 from indexer.reader import (
     READER_ADAPTER,
     READER_CANDIDATES,
+    READER_CLOSE_MARGIN,
     Reader,
     load_reader,
     stacked_confidence,
 )
-from indexer.retrieval import Searcher
+from indexer.retrieval import AnswerModels, Searcher
 from indexer.settings import Settings
 
 QUESTION = "Why does Kim Jong Un distrust the United States?"
@@ -59,13 +61,18 @@ def plain(seed_index: Path, embedder: Embedder) -> Iterator[Searcher]:
 
 
 def with_reader(
-    seed_index: Path, embedder: Embedder, reader: object, min_confidence: float | None = None
+    seed_index: Path,
+    embedder: Embedder,
+    reader: object,
+    min_confidence: float | None = None,
+    read_below: float = math.inf,
 ) -> Searcher:
     return Searcher.open(
         seed_index,
         embedder,
         reader=reader,  # type: ignore[arg-type]
         min_confidence=min_confidence,
+        read_below=read_below,
     )
 
 
@@ -248,7 +255,55 @@ def test_with_the_real_reader_the_seed_questions_keep_their_answers(
     assert off_topic.answer is None
 
 
-def test_the_setting_turns_the_reader_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().reader is False
-    monkeypatch.setenv("PARACITE_READER", "on")
-    assert Settings().reader is True
+def test_the_setting_chooses_when_the_reader_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().reader == "off"
+    for spelled, mode in [("on", "on"), ("AUTO", "auto"), ("true", "on"), ("0", "off")]:
+        monkeypatch.setenv("PARACITE_READER", spelled)
+        assert Settings().reader == mode
+    monkeypatch.setenv("PARACITE_READER", "sometimes")
+    with pytest.raises(ValueError, match="reader"):
+        Settings()
+
+
+def test_auto_reads_only_questions_whose_best_candidates_are_close(
+    seed_index: Path, embedder: Embedder, plain: Searcher
+) -> None:
+    """Read below a margin, a question whose best two candidates lead each other by at
+    least that margin in choice score is answered as without the reader; by less, it is read
+    and the reader joins the confidence."""
+    without = plain.ask(QUESTION, 5)
+    assert without.assessment is not None
+    lead = without.assessment.evidence.choice_margin  # the best candidate's lead
+    assert 0.0 < lead < MAX_CHOICE_MARGIN
+    fake = FixedReader("", high=-60.0, low=-60.0)
+    clear = with_reader(seed_index, embedder, fake, min_confidence=0.0, read_below=lead)
+    close = with_reader(seed_index, embedder, fake, min_confidence=0.0, read_below=lead + 1e-6)
+    try:
+        unread = clear.ask(QUESTION, 5)
+        assert fake.read == []
+        read = close.ask(QUESTION, 5)
+        assert len(fake.read) == 1
+    finally:
+        clear.close()
+        close.close()
+    assert unread.answer == without.answer
+    assert unread.assessment is not None and unread.assessment.reader_logit is None
+    assert unread.assessment.confidence == confidence(unread.assessment.evidence)
+    assert read.assessment is not None and read.assessment.reader_logit == -60.0
+    assert read.assessment.confidence < unread.assessment.confidence
+
+
+def test_the_settings_open_a_searcher_that_reads_as_they_say(
+    seed_index: Path, embedder: Embedder
+) -> None:
+    reader = FixedReader("", high=0.0, low=0.0)
+    models = AnswerModels(reader=reader)  # type: ignore[arg-type]
+    expected = {"auto": READER_CLOSE_MARGIN, "on": math.inf}
+    for mode, read_below in expected.items():
+        settings = Settings(index=seed_index, reader=mode)  # type: ignore[arg-type]
+        searcher = Searcher.from_settings(settings, embedder=embedder, models=models)
+        try:
+            assert searcher.reader is reader
+            assert searcher.read_below == read_below
+        finally:
+            searcher.close()

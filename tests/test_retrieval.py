@@ -389,7 +389,7 @@ def test_from_settings_opens_the_index_as_the_settings_configure_answering(
         answer_threshold=0.41,
         answer_confidence=0.3,
         reranker_depth=7,
-        reader=True,
+        reader="on",
     )
     searcher = Searcher.from_settings(settings, embedder=embedder)
     try:
@@ -416,4 +416,4 @@ def test_answer_models_load_nothing_unless_the_settings_ask(
 
     monkeypatch.setattr(retrieval, "load_reader", refuse)
     monkeypatch.setattr(retrieval, "load_cross_encoder", refuse)
-    assert AnswerModels.load(Settings(reranker=None, reader=False)) == AnswerModels(None, None)
+    assert AnswerModels.load(Settings(reranker=None, reader="off")) == AnswerModels(None, None)

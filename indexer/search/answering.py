@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -64,7 +65,8 @@ class AnswerStage:
     give the best sentence at least `min_confidence` (else they discuss the subject without
     answering). Either way, below a gate no sentence is offered and nothing is a source.
     With a `reader` (`indexer.reader`), the best candidate sentences are also read with the
-    question: its logits move the choice and join the answerability model's confidence.
+    question when the best two lead each other by less than `read_below` in choice score:
+    its logits move the choice and join the answerability model's confidence.
     """
 
     def __init__(
@@ -73,11 +75,13 @@ class AnswerStage:
         answer_threshold: float,
         min_confidence: float,
         reader: Reader | None = None,
+        read_below: float = math.inf,
     ) -> None:
         self.store = store
         self.answer_threshold = answer_threshold
         self.min_confidence = min_confidence
         self.reader = reader
+        self.read_below = read_below
 
     def run(
         self,
@@ -162,7 +166,7 @@ class AnswerStage:
         reader_logit = None
         if byline:
             sure = 1.0
-        elif self.reader is not None:
+        elif read:
             at = scored[hit.rank].sentence
             reader_logit = read[at] if at in read else self._read_one(query, hit)
             sure = stacked_confidence(evidence_logit(evidence), reader_logit)
@@ -213,7 +217,8 @@ class AnswerStage:
         fused: Fused,
     ) -> dict[int, float]:
         """The reader's logits for the best READER_CANDIDATES sentences by choice score of
-        the first passages, by their positions among the fused sentences."""
+        the first passages, by their positions among the fused sentences; none when the best
+        leads the next by `read_below` or more (the choice is clear without reading)."""
         assert self.reader is not None
         candidates: list[tuple[float, int, str]] = []
         for (rank, (position, passage)), scores in zip(ranked, all_scores, strict=True):
@@ -225,6 +230,8 @@ class AnswerStage:
                 for at, (sentence, score) in enumerate(zip(passage.sentences, scores, strict=True))
             ]
         candidates.sort(key=lambda candidate: -candidate[0])
+        if len(candidates) > 1 and candidates[0][0] - candidates[1][0] >= self.read_below:
+            return {}
         chosen = candidates[:READER_CANDIDATES]
         logits = self.reader.logits(query.text, [text for _, _, text in chosen])
         return {at: float(logit) for (_, at, _), logit in zip(chosen, logits, strict=True)}
