@@ -8,12 +8,17 @@ reader that was not trained on its article.
 1. READER_WEIGHT: each question's best `READER_CANDIDATES` sentences by choice score are
    read; the weight of the logit added to the choice score is the one of `WEIGHTS` that
    picks a sentence holding a gold answer most often.
-2. The stack: every question is asked through `Searcher.ask` with the reader at that
+2. READER_CLOSE_MARGIN (`PARACITE_READER=auto`): the smallest of `MARGINS` such that reading
+   only the questions whose best two candidates lead each other by less than it picks a
+   sentence holding a gold answer as often as reading every question.
+3. The stack: every question is asked through `Searcher.ask` with the reader at that
    weight, as it is (label 1) and with its gold paragraph withheld (label 0, as in
-   eval/fit_answerability.py); a logistic regression over the answerability model's own
-   logit and the reader's logit on the offered sentence gives STACK_*, and
+   eval/fit_answerability.py), reading every question ('on') and reading the close ones
+   ('auto'); a logistic regression over the answerability model's own logit and the
+   reader's logit on the offered sentence of the 'on' asks gives STACK_*, and
    READER_MIN_CONFIDENCE is the highest threshold that answers `KEEP_ANSWERED` of the
-   normal questions.
+   normal questions in both modes (an 'auto' ask that was not read keeps the
+   answerability model's confidence).
 
 Honesty check as in fit_answerability: the weight and the stack are chosen on one half of
 the articles and measured on the other, both ways.
@@ -30,7 +35,7 @@ import math
 import pickle
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,33 +53,53 @@ from indexer.reader import READER_CANDIDATES, Reader
 from indexer.settings import DEFAULT_MODEL
 
 WEIGHTS = (0.0, 0.125, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+MARGINS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, math.inf)
+MODES = ("on", "auto")
 RATES = (COMPARE_AT, KEEP_ANSWERED)
+
+
+# (the answerability model's logit, the reader's logit or None when it did not read, holds
+# a gold answer) of one ask; None when no sentence passed the cosine gate
+Ask = tuple[float, float | None, bool] | None
 
 
 @dataclass(slots=True)
 class Read:
-    """One question's reading: its candidates, and its two asks at the chosen weight."""
+    """One question's reading: its candidates, and its asks at the chosen weight, as it is
+    (normal) and with its gold paragraph withheld, by mode."""
 
     article: int
-    # (choice score, reader logit, holds a gold answer) of the best candidates
+    # (choice score, reader logit, holds a gold answer) of the best candidates, best first
     candidates: list[tuple[float, float, bool]]
-    # (the answerability model's logit, the reader's logit, holds a gold answer) per ask,
-    # None when no sentence passed the cosine gate
-    normal: tuple[float, float, bool] | None = None
-    withheld: tuple[float, float, bool] | None = None
+    normal: dict[str, Ask] = field(default_factory=dict)
+    withheld: dict[str, Ask] = field(default_factory=dict)
 
 
-def choice_accuracy(reads: Sequence[Read], weight: float) -> float:
-    """Share of questions whose best candidate by choice + weight x logit holds an answer."""
+def is_close(read: Read, below: float) -> bool:
+    """Whether the reader reads this question when it reads below a choice margin."""
+    scores = [score for score, _, _ in read.candidates]
+    return len(scores) < 2 or scores[0] - scores[1] < below
+
+
+def choice_accuracy(reads: Sequence[Read], weight: float, below: float = math.inf) -> float:
+    """Share of questions whose best candidate by choice + weight x logit (read only when
+    the best two lead each other by less than `below`) holds an answer."""
     right = [
-        bool(r.candidates) and max(r.candidates, key=lambda c: c[0] + weight * c[1])[2]
+        bool(r.candidates)
+        and max(r.candidates, key=lambda c: c[0] + weight * c[1] * is_close(r, below))[2]
         for r in reads
     ]
     return float(np.mean(right))
 
 
-def ask_row(assessment: Assessment | None, answers: tuple[str, ...]):
-    if assessment is None or assessment.reader_logit is None:
+def choose_margin(reads: Sequence[Read], weight: float) -> float:
+    """The smallest margin that chooses as well as reading every question."""
+    every = choice_accuracy(reads, weight)
+    return next(m for m in MARGINS if choice_accuracy(reads, weight, m) >= every)
+
+
+def ask_row(assessment: Assessment | None, answers: tuple[str, ...]) -> Ask:
+    if assessment is None:
         return None
     return (
         evidence_logit(assessment.evidence),
@@ -92,7 +117,8 @@ def collect(path: Path, cache: Path, adapters: Sequence[Path], work: Path) -> li
     candidates_file = work / "candidates.pkl"
     try:
         if candidates_file.exists():
-            reads = pickle.loads(candidates_file.read_bytes())
+            kept = pickle.loads(candidates_file.read_bytes())
+            reads = [Read(read.article, read.candidates) for read in kept]
         else:
             for question in eval_set.questions:
                 (gold,) = question.relevant
@@ -112,53 +138,77 @@ def collect(path: Path, cache: Path, adapters: Sequence[Path], work: Path) -> li
             candidates_file.write_bytes(pickle.dumps(reads))
         weight = max(WEIGHTS, key=lambda w: choice_accuracy(reads, w))
         answering.READER_WEIGHT = weight
+        margins = {"on": math.inf, "auto": choose_margin(reads, weight)}
         started = time.perf_counter()
         for read, question in zip(reads, eval_set.questions, strict=True):
             (gold,) = question.relevant
             doc_id, _, number = gold.rpartition("#")
             searcher._answer.reader = readers[1 - read.article % 2]
-            normal = searcher.ask(question.text, ANSWER_K).assessment
-            withheld = searcher.ask(
-                question.text, ANSWER_K, withhold=[(doc_id, int(number))]
-            ).assessment
-            read.normal = ask_row(normal, question.answers)
-            read.withheld = ask_row(withheld, question.answers)
-        print(f"asked {2 * len(reads)} times in {time.perf_counter() - started:.0f} s")
+            for mode in MODES:
+                searcher._answer.read_below = margins[mode]
+                normal = searcher.ask(question.text, ANSWER_K).assessment
+                withheld = searcher.ask(
+                    question.text, ANSWER_K, withhold=[(doc_id, int(number))]
+                ).assessment
+                read.normal[mode] = ask_row(normal, question.answers)
+                read.withheld[mode] = ask_row(withheld, question.answers)
+        print(f"asked {4 * len(reads)} times in {time.perf_counter() - started:.0f} s")
     finally:
         searcher.close()
     return reads
 
 
 def stack_examples(reads: Sequence[Read]) -> tuple[np.ndarray, np.ndarray]:
+    """The 'on' asks that were read: (the two logits, label)."""
     rows, labels = [], []
     for read in reads:
-        for ask, label in ((read.normal, 1.0), (read.withheld, 0.0)):
-            if ask is not None:
+        for ask, label in ((read.normal["on"], 1.0), (read.withheld["on"], 0.0)):
+            if ask is not None and ask[1] is not None:
                 rows.append(ask[:2])
                 labels.append(label)
     return np.array(rows), np.array(labels)
 
 
 def confidences(
-    reads: Sequence[Read], intercept: float, weights: np.ndarray
+    reads: Sequence[Read], intercept: float, weights: np.ndarray, mode: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The stacked confidence of each normal and withheld ask (-1: nothing passed the gate)."""
+    """The confidence of each normal and withheld ask in `mode`: stacked where the reader
+    read, the answerability model's own where it did not (-1: nothing passed the gate)."""
 
-    def one(ask: tuple[float, float, bool] | None) -> float:
+    def one(ask: Ask) -> float:
         if ask is None:
             return -1.0
-        return 1.0 / (1.0 + math.exp(-(intercept + weights @ np.array(ask[:2]))))
+        evidence, reader, _ = ask
+        if reader is None:
+            return 1.0 / (1.0 + math.exp(-evidence))
+        return 1.0 / (1.0 + math.exp(-(intercept + weights @ np.array([evidence, reader]))))
 
     return (
-        np.array([one(read.normal) for read in reads]),
-        np.array([one(read.withheld) for read in reads]),
+        np.array([one(read.normal[mode]) for read in reads]),
+        np.array([one(read.withheld[mode]) for read in reads]),
     )
 
 
-def measures(reads: Sequence[Read], normal: np.ndarray, withheld: np.ndarray, threshold: float):
+def read_share(reads: Sequence[Read], mode: str) -> dict[str, float]:
+    """Share of the normal and withheld asks past the cosine gate that the reader read."""
+
+    def share(asks: list[Ask]) -> float:
+        gated = [ask for ask in asks if ask is not None]
+        return round(float(np.mean([ask[1] is not None for ask in gated])), 4)
+
+    return {
+        "normal": share([read.normal[mode] for read in reads]),
+        "withheld": share([read.withheld[mode] for read in reads]),
+    }
+
+
+def measures(
+    reads: Sequence[Read], mode: str, normal: np.ndarray, withheld: np.ndarray, threshold: float
+):
     """Issue 14's measures (and issue 13's accuracy over all questions) at `threshold`."""
     answered = normal >= threshold
-    correct = np.array([read.normal is not None and read.normal[2] for read in reads])
+    asks = [read.normal[mode] for read in reads]
+    correct = np.array([ask is not None and ask[2] for ask in asks])
     return {
         "threshold": round(float(threshold), 4),
         "answered": round(float(answered.mean()), 4),
@@ -171,36 +221,53 @@ def measures(reads: Sequence[Read], normal: np.ndarray, withheld: np.ndarray, th
 
 @dataclass(frozen=True, slots=True)
 class Choice:
-    """What is chosen on a set of questions: the logit's weight, the stack and the minimum."""
+    """What is chosen on a set of questions: the logit's weight, the margin of 'auto', the
+    stack and the minimum."""
 
     weight: float
+    margin: float
     intercept: float
     weights: np.ndarray  # of the answerability logit and the reader logit
     threshold: float
 
 
 def choose(reads: Sequence[Read]) -> Choice:
+    """Everything fitted on `reads`. The minimum is the lower of the two modes' (each
+    answering at least `KEEP_ANSWERED` of the normal questions)."""
     weight = max(WEIGHTS, key=lambda w: choice_accuracy(reads, w))
     intercept, weights = fit(*stack_examples(reads))
-    threshold = choose_threshold(confidences(reads, intercept, weights)[0])
-    return Choice(weight, intercept, weights, threshold)
+    threshold = min(
+        choose_threshold(confidences(reads, intercept, weights, mode)[0]) for mode in MODES
+    )
+    return Choice(weight, choose_margin(reads, weight), intercept, weights, threshold)
 
 
 def evaluate(chosen: Choice, test: Sequence[Read]) -> dict:
-    """The measures on `test` of what was chosen (on it, or on other questions)."""
-    normal, withheld = confidences(test, chosen.intercept, chosen.weights)
-    return {
+    """The measures on `test` of what was chosen (on it, or on other questions). The asks
+    were made at the weight and margin chosen on every question; the choice accuracies here
+    follow this choice's own."""
+    report: dict = {
         "reader_weight": chosen.weight,
+        "close_margin": chosen.margin,
         "choice_accuracy": round(choice_accuracy(test, 0.0), 4),
         "choice_accuracy_with_reader": round(choice_accuracy(test, chosen.weight), 4),
-        "at_min_confidence": measures(test, normal, withheld, chosen.threshold),
-        **{
-            f"at_answered_{rate}": measures(
-                test, normal, withheld, float(np.quantile(normal, 1 - rate))
-            )
-            for rate in RATES
-        },
+        "choice_accuracy_reading_close": round(
+            choice_accuracy(test, chosen.weight, chosen.margin), 4
+        ),
     }
+    for mode in MODES:
+        normal, withheld = confidences(test, chosen.intercept, chosen.weights, mode)
+        report[mode] = {
+            "read": read_share(test, mode),
+            "at_min_confidence": measures(test, mode, normal, withheld, chosen.threshold),
+            **{
+                f"at_answered_{rate}": measures(
+                    test, mode, normal, withheld, float(np.quantile(normal, 1 - rate))
+                )
+                for rate in RATES
+            },
+        }
+    return report
 
 
 def main() -> None:
@@ -249,6 +316,7 @@ def main() -> None:
         args.output.write_text(text + "\n", encoding="utf-8")
     print("\n# paste into indexer/reader.py")
     print(f"READER_WEIGHT = {chosen.weight}")
+    print(f"READER_CLOSE_MARGIN = {chosen.margin}")
     print(f"STACK_INTERCEPT = {chosen.intercept:.4f}")
     print(f"STACK_EVIDENCE = {chosen.weights[0]:.4f}")
     print(f"STACK_READER = {chosen.weights[1]:.4f}")
