@@ -1,10 +1,12 @@
-"""What the reader (`PARACITE_READER=on`) costs a question, in process, against no reader.
+"""What the reader (`PARACITE_READER`) costs a question, in process, against no reader.
 
 The first `--questions` SciFact train queries are asked one at a time through
-`Searcher.ask` (k=5) in three ways, interleaved question by question so that a busy moment
-of a shared machine weighs on all three alike: without the reader, with it reading its
-`READER_CANDIDATES` best sentences (the shipped number), and with it reading `--compare`
-sentences instead. Reported: p50 and p95 per way, and each way's p50 over the no-reader p50.
+`Searcher.ask` (k=5) in four ways, interleaved question by question so that a busy moment
+of a shared machine weighs on all of them alike: without the reader; `auto`, reading only
+the questions whose best candidates are close (`READER_CLOSE_MARGIN`); `on`, reading every
+question's `READER_CANDIDATES` best sentences; and `on` reading `--compare` sentences
+instead (0: not measured). Reported per way: p50, p95 and mean, the p50 and the mean over
+no reader's, and the share of questions the reader read.
 The index is `--index`, or SciFact built as `bench/query_latency.py` builds it.
 
     .venv/bin/python bench/reader_cost.py --questions 300
@@ -13,6 +15,8 @@ The index is `--index`, or SciFact built as `bench/query_latency.py` builds it.
 from __future__ import annotations
 
 import argparse
+import math
+import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +25,7 @@ from common import DEFAULT_SCIFACT, machine_note, percentile, print_table, scifa
 from query_latency import index_settings
 
 import indexer.search.answering as answering
-from indexer.reader import READER_CANDIDATES
+from indexer.reader import READER_CANDIDATES, READER_CLOSE_MARGIN
 from indexer.retrieval import AnswerModels, Searcher
 from indexer.settings import DEFAULT_MODEL
 
@@ -36,7 +40,7 @@ def main() -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--questions", type=int, default=300)
     parser.add_argument(
-        "--compare", type=int, default=5, help="candidates read in the compared way"
+        "--compare", type=int, default=5, help="candidates read in the compared way (0: none)"
     )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()
@@ -44,36 +48,51 @@ def main() -> None:
     eval_set = scifact(args.scifact)
     questions = [question.text for question in eval_set.questions][: args.questions]
     settings = index_settings(args, eval_set)
-    models = AnswerModels.load(settings.with_overrides(reader=True))
+    models = AnswerModels.load(settings.with_overrides(reader="on"))
     plain = Searcher.from_settings(settings, models=replace(models, reader=None))
     reading = Searcher.from_settings(settings, embedder=plain.embedder, models=models)
+    # name: (searcher, candidates read, read below this choice margin)
     ways = {
-        "no reader": (plain, READER_CANDIDATES),
-        f"reader, {READER_CANDIDATES} sentences (shipped)": (reading, READER_CANDIDATES),
-        f"reader, {args.compare} sentences": (reading, args.compare),
+        "no reader": (plain, READER_CANDIDATES, math.inf),
+        "auto (shipped)": (reading, READER_CANDIDATES, READER_CLOSE_MARGIN),
+        f"on, {READER_CANDIDATES} sentences": (reading, READER_CANDIDATES, math.inf),
     }
+    if args.compare:
+        ways[f"on, {args.compare} sentences"] = (reading, args.compare, math.inf)
     timings: dict[str, list[float]] = {name: [] for name in ways}
+    read: dict[str, int] = dict.fromkeys(ways, 0)
     try:
         for text in questions[:10]:  # warm-up
-            for searcher, _ in ways.values():
+            for searcher, _, _ in ways.values():
                 searcher.ask(text, 5)
         for text in questions:
-            for name, (searcher, candidates) in ways.items():
+            for name, (searcher, candidates, read_below) in ways.items():
                 answering.READER_CANDIDATES = candidates
+                searcher._answer.read_below = read_below
                 started = time.perf_counter()
-                searcher.ask(text, 5)
+                result = searcher.ask(text, 5)
                 timings[name].append((time.perf_counter() - started) * 1000)
+                read[name] += bool(result.assessment and result.assessment.reader_logit is not None)
     finally:
         answering.READER_CANDIDATES = READER_CANDIDATES
         reading.close()
         plain.close()
     base = percentile(timings["no reader"], 50)
+    base_mean = statistics.fmean(timings["no reader"])
     print(machine_note())
     print(f"# {len(questions)} SciFact questions in process, k=5, ways interleaved")
     print_table(
-        ["way", "p50 ms", "p95 ms", "p50 over no reader"],
+        ["way", "p50 ms", "p95 ms", "mean ms", "p50 over none", "mean over none", "read"],
         [
-            [name, percentile(ms, 50), percentile(ms, 95), percentile(ms, 50) / base]
+            [
+                name,
+                percentile(ms, 50),
+                percentile(ms, 95),
+                statistics.fmean(ms),
+                percentile(ms, 50) / base,
+                statistics.fmean(ms) / base_mean,
+                read[name] / len(questions),
+            ]
             for name, ms in timings.items()
         ],
         args.markdown,
