@@ -10,7 +10,8 @@ The clients share the 2 CPUs with the server, so HTTP figures include that conte
 The index is `--index` if given; otherwise SciFact is indexed (once, then incrementally) into
 `$PARACITE_CACHE_DIR/bench/` with `--backend`.
 Answering follows the `PARACITE_*` settings of the environment (`PARACITE_READER=on` reads
-the best sentences with the question; the server started for HTTP inherits them).
+every question's best sentences with the question, `off` none; the server started for HTTP
+inherits them).
 
     .venv/bin/python bench/query_latency.py --backend onnx-int8
     .venv/bin/python bench/query_latency.py --index ~/.cache/paracite/eval/scifact-...-onnx-int8

@@ -7,9 +7,13 @@ the questions whose best candidates are close (`READER_CLOSE_MARGIN`); `on`, rea
 question's `READER_CANDIDATES` best sentences; and `on` reading `--compare` sentences
 instead (0: not measured). Reported per way: p50, p95 and mean, the p50 and the mean over
 no reader's, and the share of questions the reader read.
-The index is `--index`, or SciFact built as `bench/query_latency.py` builds it.
+The index is `--index`, or SciFact built as `bench/query_latency.py` builds it. With
+`--squad FILE` (and the `--index` of that file's eval cache), the questions are every fifth
+of a SQuAD-format file's instead.
 
     .venv/bin/python bench/reader_cost.py --questions 300
+    .venv/bin/python bench/reader_cost.py --squad /work/shared/eval/squad-dev-v1.1-part-a.json \
+        --index ~/.cache/paracite/eval/squad-dev-v1.1-part-a-...-onnx-int8 --questions 800
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from common import DEFAULT_SCIFACT, machine_note, percentile, print_table, scifa
 from query_latency import index_settings
 
 import indexer.search.answering as answering
+from indexer.evaluation import load_squad
 from indexer.reader import READER_CANDIDATES, READER_CLOSE_MARGIN
 from indexer.retrieval import AnswerModels, Searcher
 from indexer.settings import DEFAULT_MODEL
@@ -38,6 +43,7 @@ def main() -> None:
     parser.add_argument("--scifact", type=Path, default=DEFAULT_SCIFACT, help="BEIR SciFact folder")
     parser.add_argument("--backend", help="backend of the index to build")
     parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--squad", type=Path, help="ask a SQuAD file's questions (needs --index)")
     parser.add_argument("--questions", type=int, default=300)
     parser.add_argument(
         "--compare", type=int, default=5, help="candidates read in the compared way (0: none)"
@@ -45,8 +51,11 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()
 
-    eval_set = scifact(args.scifact)
-    questions = [question.text for question in eval_set.questions][: args.questions]
+    if args.squad and not args.index:
+        parser.error("--squad needs the --index its questions are asked of")
+    eval_set = scifact(args.scifact) if not args.squad else load_squad(args.squad)
+    asked = eval_set.questions[::5] if args.squad else eval_set.questions
+    questions = [question.text for question in asked][: args.questions]
     settings = index_settings(args, eval_set)
     models = AnswerModels.load(settings.with_overrides(reader="on"))
     plain = Searcher.from_settings(settings, models=replace(models, reader=None))
@@ -80,7 +89,7 @@ def main() -> None:
     base = percentile(timings["no reader"], 50)
     base_mean = statistics.fmean(timings["no reader"])
     print(machine_note())
-    print(f"# {len(questions)} SciFact questions in process, k=5, ways interleaved")
+    print(f"# {len(questions)} {eval_set.name} questions in process, k=5, ways interleaved")
     print_table(
         ["way", "p50 ms", "p95 ms", "mean ms", "p50 over none", "mean over none", "read"],
         [

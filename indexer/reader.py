@@ -1,12 +1,14 @@
-"""The reader: the question and a candidate sentence read together (opt-in).
+"""The reader: the question and a candidate sentence read together (PARACITE_READER).
 
 The bi-encoder embeds a question and a sentence apart, so it cannot weigh whether this
 sentence says what that question asks ("In what year did Tesla die?" against his father's
 death). The reader is the bundled model fine-tuned to read "[CLS] question [SEP] sentence
-[SEP]" and give one logit: does the sentence answer the question? With `PARACITE_READER=on`
-it reads the best candidate sentences of the first passages, moves the answer to the one it
-reads as answering, and joins the answerability decision (`indexer.search.answering`).
-It costs a question about three times its usual time (README "The reader").
+[SEP]" and give one logit: does the sentence answer the question? It reads the best
+candidate sentences of the first passages, moves the answer to the one it reads as
+answering, and joins the answerability decision (`indexer.search.answering`). Reading costs
+a question about three times its usual time (README "The reader"), so by default
+(`PARACITE_READER=auto`) only the questions whose best candidates are within
+READER_CLOSE_MARGIN of each other are read; `on` reads every question, `off` none.
 
 Its weights are the bundled model's plus the updates in `READER_ADAPTER` (1.4 MB: low-rank
 updates of every layer's linear maps, the biases, the layer norms and the head), trained by

@@ -120,13 +120,13 @@ class Settings(BaseSettings):
         ),
     )
     reader: ReaderMode = Field(
-        "off",
+        "auto",
         description=(
             "When to read the best candidate sentences of a question together with the "
             "question (a reader fine-tuned from the bundled model, indexer/reader.py) to choose "
-            "the answer and decide whether there is one: 'auto' only when the best candidates "
-            "are close in score, 'on' for every question (surer answers at about three times "
-            "a question's time), 'off' (the default) never."
+            "the answer and decide whether there is one: 'auto' (the default) only when the "
+            "best candidates are close in score, 'on' for every question (surer answers at "
+            "about three times a question's time), 'off' never."
         ),
     )
     reranker_depth: int = Field(

@@ -55,11 +55,12 @@ def create_app(
         opened = following.current() if following is not None else searcher
         assert opened is not None
         log.info(
-            "paracite serving %d documents from %s at http://%s:%d/",
+            "paracite serving %d documents from %s at http://%s:%d/ (reader: %s)",
             opened.stats().documents,
             opened.index_dir,
             settings.host,
             settings.port,
+            settings.reader,
         )
         try:
             yield

@@ -256,8 +256,8 @@ def test_with_the_real_reader_the_seed_questions_keep_their_answers(
 
 
 def test_the_setting_chooses_when_the_reader_reads(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().reader == "off"
-    for spelled, mode in [("on", "on"), ("AUTO", "auto"), ("true", "on"), ("0", "off")]:
+    assert Settings().reader == "auto"
+    for spelled, mode in [("on", "on"), ("OFF", "off"), ("true", "on"), ("0", "off")]:
         monkeypatch.setenv("PARACITE_READER", spelled)
         assert Settings().reader == mode
     monkeypatch.setenv("PARACITE_READER", "sometimes")
