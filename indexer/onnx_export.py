@@ -255,17 +255,22 @@ def load_reader_export(location: str, adapter: Path, cache_dir: Path) -> Path:
     """The int8 reader graph made from the model at `location` and the trained updates in
     `adapter` (`merge_adapter`), exported, checked and quantised if missing; its folder holds
     the tokenizer too (`ONNX_TOKENIZER`)."""
-    digest = hashlib.sha256(adapter.read_bytes()).hexdigest()[:12]
-    models = _export_folder(location, cache_dir, "reader")
-    folder = models.with_name(f"{models.name}-{digest}")
-    model_file = _reader_file_name()
-    if not (folder / model_file).exists():
+    path = reader_export_path(location, adapter, cache_dir)
+    folder, model_file = path.parent, path.name
+    if not path.exists():
         with _export_lock(folder):
             if not (folder / READER_FP32).exists():
                 _export_reader(location, adapter, folder)
             if not (folder / model_file).exists():
                 _quantize(folder / READER_FP32, folder / model_file, cpu_isa())
     return folder / model_file
+
+
+def reader_export_path(location: str, adapter: Path, cache_dir: Path) -> Path:
+    """Where `load_reader_export` keeps the int8 reader graph (which may not exist yet)."""
+    digest = hashlib.sha256(adapter.read_bytes()).hexdigest()[:12]
+    models = _export_folder(location, cache_dir, "reader")
+    return models.with_name(f"{models.name}-{digest}") / _reader_file_name()
 
 
 def _reader_file_name() -> str:

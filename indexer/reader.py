@@ -98,6 +98,15 @@ def load_reader(cache_dir: Path) -> Reader:
     return Reader(load_reader_export(resolve_model(DEFAULT_MODEL), READER_ADAPTER, cache_dir))
 
 
+def reader_exported(cache_dir: Path) -> bool:
+    """Whether the reader's export is in the cache already (else loading it takes a while)."""
+    from indexer.embedding import resolve_model
+    from indexer.onnx_export import reader_export_path
+    from indexer.settings import DEFAULT_MODEL
+
+    return reader_export_path(resolve_model(DEFAULT_MODEL), READER_ADAPTER, cache_dir).exists()
+
+
 def stacked_confidence(evidence_logit: float, reader_logit: float) -> float:
     """The answer's confidence with the reader, from the answerability model's log-odds
     (`indexer.answerability.evidence_logit`) and the reader's logit on the answer sentence."""

@@ -273,6 +273,7 @@ def serve(
         watcher = _folder_watch(watch_folder, settings)
     # Opened and bound here, not in the app's lifespan, so that a broken index or a busy
     # port is a one-line error before anything says it is serving.
+    _note_reader_export(settings)
     live = open_live_index(settings)
     try:
         listener = listen(settings.host, settings.port)
@@ -425,7 +426,17 @@ def _print_eval(names: list[str], data: dict[str, Any]) -> None:
 
 
 def _open(index_dir: Path | None) -> Searcher:
-    return Searcher.from_settings(_settings(index=index_dir))
+    settings = _settings(index=index_dir)
+    _note_reader_export(settings)
+    return Searcher.from_settings(settings)
+
+
+def _note_reader_export(settings: Settings) -> None:
+    """Say why the first question after installing waits: the reader is exported once."""
+    from indexer.reader import reader_exported
+
+    if settings.reader != "off" and not reader_exported(settings.cache_dir):
+        errors.print("preparing the reader for its first use (once, about 10 s)")
 
 
 def _print_result(result: AskResult, as_json: bool, with_answer: bool) -> None:

@@ -24,6 +24,7 @@ from indexer.reader import (
     READER_CLOSE_MARGIN,
     Reader,
     load_reader,
+    reader_exported,
     stacked_confidence,
 )
 from indexer.retrieval import AnswerModels, Searcher
@@ -307,3 +308,17 @@ def test_the_settings_open_a_searcher_that_reads_as_they_say(
             assert searcher.read_below == read_below
         finally:
             searcher.close()
+
+
+def test_the_cli_says_once_that_the_first_question_waits_for_the_reader_export(
+    reader: Reader, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.cli import _note_reader_export
+
+    assert reader_exported(Settings().cache_dir)  # the fixture exported it
+    assert not reader_exported(tmp_path)
+    _note_reader_export(Settings(cache_dir=tmp_path))
+    assert "preparing the reader for its first use" in capsys.readouterr().err
+    for settings in (Settings(), Settings(cache_dir=tmp_path, reader="off")):
+        _note_reader_export(settings)
+        assert capsys.readouterr().err == ""
