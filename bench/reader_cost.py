@@ -2,8 +2,9 @@
 
 The first `--questions` SciFact train queries are asked one at a time through
 `Searcher.ask` (k=5) in four ways, interleaved question by question so that a busy moment
-of a shared machine weighs on all of them alike: without the reader; `auto`, reading only
-the questions whose best candidates are close (`READER_CLOSE_MARGIN`); `on`, reading every
+of a shared machine weighs on all of them alike: without the reader; `auto`, reading the
+candidates of the questions whose best candidates are close and the answer of those whose
+decision is close (`indexer.reader.AUTO`); `on`, reading every
 question's `READER_CANDIDATES` best sentences; and `on` reading `--compare` sentences
 instead (0: not measured). Reported per way: p50, p95 and mean, the p50 and the mean over
 no reader's, and the share of questions the reader read.
@@ -19,7 +20,6 @@ of a SQuAD-format file's instead.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 from dataclasses import replace
@@ -30,7 +30,7 @@ from query_latency import index_settings
 
 import indexer.search.answering as answering
 from indexer.evaluation import load_squad
-from indexer.reader import READER_CANDIDATES, READER_CLOSE_MARGIN
+from indexer.reader import ALWAYS, AUTO, READER_CANDIDATES
 from indexer.retrieval import AnswerModels, Searcher
 from indexer.settings import DEFAULT_MODEL
 
@@ -60,14 +60,14 @@ def main() -> None:
     models = AnswerModels.load(settings.with_overrides(reader="on"))
     plain = Searcher.from_settings(settings, models=replace(models, reader=None))
     reading = Searcher.from_settings(settings, embedder=plain.embedder, models=models)
-    # name: (searcher, candidates read, read below this choice margin)
+    # name: (searcher, candidates read, when to read)
     ways = {
-        "no reader": (plain, READER_CANDIDATES, math.inf),
-        "auto (shipped)": (reading, READER_CANDIDATES, READER_CLOSE_MARGIN),
-        f"on, {READER_CANDIDATES} sentences": (reading, READER_CANDIDATES, math.inf),
+        "no reader": (plain, READER_CANDIDATES, ALWAYS),
+        "auto (default)": (reading, READER_CANDIDATES, AUTO),
+        f"on, {READER_CANDIDATES} sentences": (reading, READER_CANDIDATES, ALWAYS),
     }
     if args.compare:
-        ways[f"on, {args.compare} sentences"] = (reading, args.compare, math.inf)
+        ways[f"on, {args.compare} sentences"] = (reading, args.compare, ALWAYS)
     timings: dict[str, list[float]] = {name: [] for name in ways}
     read: dict[str, int] = dict.fromkeys(ways, 0)
     try:
@@ -75,9 +75,9 @@ def main() -> None:
             for searcher, _, _ in ways.values():
                 searcher.ask(text, 5)
         for text in questions:
-            for name, (searcher, candidates, read_below) in ways.items():
+            for name, (searcher, candidates, read_when) in ways.items():
                 answering.READER_CANDIDATES = candidates
-                searcher._answer.read_below = read_below
+                searcher._answer.read_when = read_when
                 started = time.perf_counter()
                 result = searcher.ask(text, 5)
                 timings[name].append((time.perf_counter() - started) * 1000)

@@ -14,11 +14,16 @@ reader that was not trained on its article.
 3. The stack: every question is asked through `Searcher.ask` with the reader at that
    weight, as it is (label 1) and with its gold paragraph withheld (label 0, as in
    eval/fit_answerability.py), reading every question ('on') and reading the close ones
-   ('auto'); a logistic regression over the answerability model's own logit and the
-   reader's logit on the offered sentence of the 'on' asks gives STACK_*, and
-   READER_MIN_CONFIDENCE is the highest threshold that answers `KEEP_ANSWERED` of the
-   normal questions in both modes (an 'auto' ask that was not read keeps the
-   answerability model's confidence).
+   only ('close'; the reader's logit on an answer it did not read is taken beside); a
+   logistic regression over the answerability model's own logit and the reader's logit on
+   the offered sentence of the 'on' asks gives STACK_*.
+4. READER_DECISION_MARGIN: 'auto' is 'close' plus reading the answer of the questions whose
+   answerability log-odds are within the margin of the minimum confidence's; the smallest
+   of `DECISION_MARGINS` with which 'auto' answers no more withheld questions (where
+   `COMPARE_AT` of the normal ones are answered) than reading the answer of every question.
+5. READER_MIN_CONFIDENCE: the highest threshold that answers `KEEP_ANSWERED` of the normal
+   questions in both 'on' and 'auto' (an ask the reader did not read keeps the answerability
+   model's own confidence).
 
 Honesty check as in fit_answerability: the weight and the stack are chosen on one half of
 the articles and measured on the other, both ways.
@@ -35,7 +40,7 @@ import math
 import pickle
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,23 +49,30 @@ from fit_answerability import COMPARE_AT, KEEP_ANSWERED, choose_threshold, fit
 from tuning import best_choices, open_squad, remembered
 
 import indexer.search.answering as answering
-from indexer.answerability import evidence_logit
+from indexer.answerability import evidence_logit, logistic
 from indexer.embedding import resolve_model
 from indexer.evaluation import ANSWER_K, answer_matches, default_cache_dir, git_state
 from indexer.models import Assessment
 from indexer.onnx_export import cpu_description, load_reader_export
-from indexer.reader import READER_CANDIDATES, Reader
+from indexer.reader import ALWAYS, READER_CANDIDATES, Reader, WhenToRead
 from indexer.settings import DEFAULT_MODEL
 
 WEIGHTS = (0.0, 0.125, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 MARGINS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, math.inf)
+DECISION_MARGINS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, math.inf)
+ASKED = ("on", "close")
 MODES = ("on", "auto")
 RATES = (COMPARE_AT, KEEP_ANSWERED)
 
 
-# (the answerability model's logit, the reader's logit or None when it did not read, holds
-# a gold answer) of one ask; None when no sentence passed the cosine gate
-Ask = tuple[float, float | None, bool] | None
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One ask's answer, past the cosine gate."""
+
+    evidence: float  # the answerability model's logit
+    reader: float  # the reader's logit on the answer (read beside when the engine did not)
+    read: bool  # whether the engine read it
+    holds: bool  # the answer holds a gold answer
 
 
 @dataclass(slots=True)
@@ -71,8 +83,9 @@ class Read:
     article: int
     # (choice score, reader logit, holds a gold answer) of the best candidates, best first
     candidates: list[tuple[float, float, bool]]
-    normal: dict[str, Ask] = field(default_factory=dict)
-    withheld: dict[str, Ask] = field(default_factory=dict)
+    # by mode; None when no sentence passed the cosine gate
+    normal: dict[str, Ask | None] = field(default_factory=dict)
+    withheld: dict[str, Ask | None] = field(default_factory=dict)
 
 
 def is_close(read: Read, below: float) -> bool:
@@ -98,14 +111,16 @@ def choose_margin(reads: Sequence[Read], weight: float) -> float:
     return next(m for m in MARGINS if choice_accuracy(reads, weight, m) >= every)
 
 
-def ask_row(assessment: Assessment | None, answers: tuple[str, ...]) -> Ask:
+def ask_row(
+    assessment: Assessment | None, question: str, answers: tuple[str, ...], reader: Reader
+) -> Ask | None:
     if assessment is None:
         return None
-    return (
-        evidence_logit(assessment.evidence),
-        assessment.reader_logit,
-        answer_matches(assessment.candidate.text, answers),
-    )
+    text = assessment.candidate.text
+    read = assessment.reader_logit is not None
+    logit = assessment.reader_logit if read else float(reader.logits(question, [text])[0])
+    assert logit is not None
+    return Ask(evidence_logit(assessment.evidence), logit, read, answer_matches(text, answers))
 
 
 def collect(path: Path, cache: Path, adapters: Sequence[Path], work: Path) -> list[Read]:
@@ -138,20 +153,21 @@ def collect(path: Path, cache: Path, adapters: Sequence[Path], work: Path) -> li
             candidates_file.write_bytes(pickle.dumps(reads))
         weight = max(WEIGHTS, key=lambda w: choice_accuracy(reads, w))
         answering.READER_WEIGHT = weight
-        margins = {"on": math.inf, "auto": choose_margin(reads, weight)}
+        when = {"on": ALWAYS, "close": WhenToRead(choose_margin(reads, weight), 0.0)}
         started = time.perf_counter()
         for read, question in zip(reads, eval_set.questions, strict=True):
             (gold,) = question.relevant
             doc_id, _, number = gold.rpartition("#")
-            searcher._answer.reader = readers[1 - read.article % 2]
-            for mode in MODES:
-                searcher._answer.read_below = margins[mode]
+            reader = readers[1 - read.article % 2]
+            searcher._answer.reader = reader
+            for mode in ASKED:
+                searcher._answer.read_when = when[mode]
                 normal = searcher.ask(question.text, ANSWER_K).assessment
                 withheld = searcher.ask(
                     question.text, ANSWER_K, withhold=[(doc_id, int(number))]
                 ).assessment
-                read.normal[mode] = ask_row(normal, question.answers)
-                read.withheld[mode] = ask_row(withheld, question.answers)
+                read.normal[mode] = ask_row(normal, question.text, question.answers, reader)
+                read.withheld[mode] = ask_row(withheld, question.text, question.answers, reader)
         print(f"asked {4 * len(reads)} times in {time.perf_counter() - started:.0f} s")
     finally:
         searcher.close()
@@ -159,47 +175,80 @@ def collect(path: Path, cache: Path, adapters: Sequence[Path], work: Path) -> li
 
 
 def stack_examples(reads: Sequence[Read]) -> tuple[np.ndarray, np.ndarray]:
-    """The 'on' asks that were read: (the two logits, label)."""
+    """The 'on' asks: (the two logits, label)."""
     rows, labels = [], []
     for read in reads:
         for ask, label in ((read.normal["on"], 1.0), (read.withheld["on"], 0.0)):
-            if ask is not None and ask[1] is not None:
-                rows.append(ask[:2])
+            if ask is not None:
+                rows.append((ask.evidence, ask.reader))
                 labels.append(label)
     return np.array(rows), np.array(labels)
 
 
-def confidences(
-    reads: Sequence[Read], intercept: float, weights: np.ndarray, mode: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """The confidence of each normal and withheld ask in `mode`: stacked where the reader
-    read, the answerability model's own where it did not (-1: nothing passed the gate)."""
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """The stacked confidence, and which asks of a mode get it."""
 
-    def one(ask: Ask) -> float:
+    intercept: float
+    weights: np.ndarray  # of the answerability logit and the reader logit
+    # 'auto': an unread answer is read for the decision when its answerability log-odds
+    # are within `decision_margin` of `center`
+    center: float = 0.0
+    decision_margin: float = 0.0
+
+    def stacked(self, ask: Ask) -> float:
+        return logistic(self.intercept + float(self.weights @ np.array([ask.evidence, ask.reader])))
+
+    def reads(self, ask: Ask, mode: str) -> bool:
+        return mode == "on" or ask.read or abs(ask.evidence - self.center) < self.decision_margin
+
+    def confidence(self, ask: Ask | None, mode: str) -> float:
+        """Stacked where the reader reads in `mode`, the answerability model's own where it
+        does not (-1: nothing passed the gate)."""
         if ask is None:
             return -1.0
-        evidence, reader, _ = ask
-        if reader is None:
-            return 1.0 / (1.0 + math.exp(-evidence))
-        return 1.0 / (1.0 + math.exp(-(intercept + weights @ np.array([evidence, reader]))))
+        return self.stacked(ask) if self.reads(ask, mode) else logistic(ask.evidence)
 
+
+def asks(reads: Sequence[Read], mode: str, withheld: bool = False) -> list[Ask | None]:
+    """Each question's ask in `mode` ('auto' is derived from the 'close' asks)."""
+    asked = "close" if mode == "auto" else mode
+    return [(read.withheld if withheld else read.normal)[asked] for read in reads]
+
+
+def confidences(reads: Sequence[Read], stack: Stack, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """The confidence of each normal and withheld ask in `mode`."""
     return (
-        np.array([one(read.normal[mode]) for read in reads]),
-        np.array([one(read.withheld[mode]) for read in reads]),
+        np.array([stack.confidence(ask, mode) for ask in asks(reads, mode)]),
+        np.array([stack.confidence(ask, mode) for ask in asks(reads, mode, withheld=True)]),
     )
 
 
-def read_share(reads: Sequence[Read], mode: str) -> dict[str, float]:
+def read_share(reads: Sequence[Read], stack: Stack, mode: str) -> dict[str, float]:
     """Share of the normal and withheld asks past the cosine gate that the reader read."""
 
-    def share(asks: list[Ask]) -> float:
-        gated = [ask for ask in asks if ask is not None]
-        return round(float(np.mean([ask[1] is not None for ask in gated])), 4)
+    def share(given: list[Ask | None]) -> float:
+        gated = [ask for ask in given if ask is not None]
+        return round(float(np.mean([stack.reads(ask, mode) for ask in gated])), 4)
 
-    return {
-        "normal": share([read.normal[mode] for read in reads]),
-        "withheld": share([read.withheld[mode] for read in reads]),
-    }
+    return {"normal": share(asks(reads, mode)), "withheld": share(asks(reads, mode, True))}
+
+
+def withheld_at(reads: Sequence[Read], stack: Stack, mode: str, rate: float) -> float:
+    """Share of withheld asks answered where `rate` of the normal ones are."""
+    normal, withheld = confidences(reads, stack, mode)
+    return float((withheld >= np.quantile(normal, 1 - rate)).mean())
+
+
+def choose_decision_margin(reads: Sequence[Read], stack: Stack) -> float:
+    """The smallest margin with which 'auto' answers no more withheld questions than when
+    it reads the answer of every question whose candidates it did not read."""
+    every = withheld_at(reads, replace(stack, decision_margin=math.inf), "auto", COMPARE_AT)
+    return next(
+        margin
+        for margin in DECISION_MARGINS
+        if withheld_at(reads, replace(stack, decision_margin=margin), "auto", COMPARE_AT) <= every
+    )
 
 
 def measures(
@@ -207,8 +256,7 @@ def measures(
 ):
     """Issue 14's measures (and issue 13's accuracy over all questions) at `threshold`."""
     answered = normal >= threshold
-    asks = [read.normal[mode] for read in reads]
-    correct = np.array([ask is not None and ask[2] for ask in asks])
+    correct = np.array([ask is not None and ask.holds for ask in asks(reads, mode)])
     return {
         "threshold": round(float(threshold), 4),
         "answered": round(float(answered.mean()), 4),
@@ -221,25 +269,27 @@ def measures(
 
 @dataclass(frozen=True, slots=True)
 class Choice:
-    """What is chosen on a set of questions: the logit's weight, the margin of 'auto', the
-    stack and the minimum."""
+    """What is chosen on a set of questions: the logit's weight, the choice margin of
+    'auto', the stack (with the decision margin of 'auto') and the minimum."""
 
     weight: float
     margin: float
-    intercept: float
-    weights: np.ndarray  # of the answerability logit and the reader logit
+    stack: Stack
     threshold: float
 
 
 def choose(reads: Sequence[Read]) -> Choice:
-    """Everything fitted on `reads`. The minimum is the lower of the two modes' (each
-    answering at least `KEEP_ANSWERED` of the normal questions)."""
+    """Everything fitted on `reads`. The decision margin is centred on the minimum of 'on';
+    the minimum is the lower of the two modes' (each answering at least `KEEP_ANSWERED` of
+    the normal questions)."""
     weight = max(WEIGHTS, key=lambda w: choice_accuracy(reads, w))
     intercept, weights = fit(*stack_examples(reads))
-    threshold = min(
-        choose_threshold(confidences(reads, intercept, weights, mode)[0]) for mode in MODES
-    )
-    return Choice(weight, choose_margin(reads, weight), intercept, weights, threshold)
+    stack = Stack(intercept, weights)
+    minimum = choose_threshold(confidences(reads, stack, "on")[0])
+    stack = replace(stack, center=math.log(minimum / (1 - minimum)))
+    stack = replace(stack, decision_margin=choose_decision_margin(reads, stack))
+    threshold = min(choose_threshold(confidences(reads, stack, mode)[0]) for mode in MODES)
+    return Choice(weight, choose_margin(reads, weight), stack, threshold)
 
 
 def evaluate(chosen: Choice, test: Sequence[Read]) -> dict:
@@ -249,6 +299,7 @@ def evaluate(chosen: Choice, test: Sequence[Read]) -> dict:
     report: dict = {
         "reader_weight": chosen.weight,
         "close_margin": chosen.margin,
+        "decision_margin": chosen.stack.decision_margin,
         "choice_accuracy": round(choice_accuracy(test, 0.0), 4),
         "choice_accuracy_with_reader": round(choice_accuracy(test, chosen.weight), 4),
         "choice_accuracy_reading_close": round(
@@ -256,9 +307,9 @@ def evaluate(chosen: Choice, test: Sequence[Read]) -> dict:
         ),
     }
     for mode in MODES:
-        normal, withheld = confidences(test, chosen.intercept, chosen.weights, mode)
+        normal, withheld = confidences(test, chosen.stack, mode)
         report[mode] = {
-            "read": read_share(test, mode),
+            "read": read_share(test, chosen.stack, mode),
             "at_min_confidence": measures(test, mode, normal, withheld, chosen.threshold),
             **{
                 f"at_answered_{rate}": measures(
@@ -299,9 +350,9 @@ def main() -> None:
         "machine": cpu_description(),
         "questions": len(reads),
         "stack": {
-            "intercept": round(chosen.intercept, 4),
-            "evidence": round(float(chosen.weights[0]), 4),
-            "reader": round(float(chosen.weights[1]), 4),
+            "intercept": round(chosen.stack.intercept, 4),
+            "evidence": round(float(chosen.stack.weights[0]), 4),
+            "reader": round(float(chosen.stack.weights[1]), 4),
         },
         "min_confidence": chosen.threshold,
         **evaluate(chosen, reads),
@@ -317,9 +368,10 @@ def main() -> None:
     print("\n# paste into indexer/reader.py")
     print(f"READER_WEIGHT = {chosen.weight}")
     print(f"READER_CLOSE_MARGIN = {chosen.margin}")
-    print(f"STACK_INTERCEPT = {chosen.intercept:.4f}")
-    print(f"STACK_EVIDENCE = {chosen.weights[0]:.4f}")
-    print(f"STACK_READER = {chosen.weights[1]:.4f}")
+    print(f"READER_DECISION_MARGIN = {chosen.stack.decision_margin}")
+    print(f"STACK_INTERCEPT = {chosen.stack.intercept:.4f}")
+    print(f"STACK_EVIDENCE = {chosen.stack.weights[0]:.4f}")
+    print(f"STACK_READER = {chosen.stack.weights[1]:.4f}")
     print(f"READER_MIN_CONFIDENCE = {chosen.threshold}")
 
 

@@ -18,7 +18,9 @@ ONNX once, into the export cache beside the model's own export (`indexer.onnx_ex
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,9 +43,13 @@ READER_CANDIDATES = 3
 # article read by a reader trained on the other half of the articles); see
 # eval/reports/reader.json. A candidate's choice score gains READER_WEIGHT x its logit.
 READER_WEIGHT = 0.5
-# With PARACITE_READER=auto the candidates are read only when the best leads the next by less
-# than this in choice score: where the choice is clear, reading rarely changes it.
+# With PARACITE_READER=auto a question's candidates are read only when the best leads the
+# next by less than READER_CLOSE_MARGIN in choice score (where the choice is clear, reading
+# rarely changes it), and of the other questions, the answer alone is read when its log-odds
+# are within READER_DECISION_MARGIN of the minimum confidence's (where the reader's logit
+# can turn the decision). Both are fitted by eval/fit_reader.py.
 READER_CLOSE_MARGIN = 0.3
+READER_DECISION_MARGIN = 0.5
 # The answer's confidence with the reader: the logistic of
 # STACK_INTERCEPT + STACK_EVIDENCE x (the answerability model's own logit) + STACK_READER x
 # (the reader's logit on the answer), offered from READER_MIN_CONFIDENCE up (the same
@@ -87,6 +93,20 @@ class Reader:
             ["logit"], {name: value for name, value in feed.items() if name in self._inputs}
         )
         return np.asarray(logits, dtype=np.float32).reshape(len(sentences))
+
+
+@dataclass(frozen=True, slots=True)
+class WhenToRead:
+    """Which questions the reader reads: all the candidates of those whose best two are
+    within `choice_margin` in choice score, and the answer alone of the others whose
+    answerability log-odds are within `decision_margin` of the minimum confidence's."""
+
+    choice_margin: float = math.inf
+    decision_margin: float = math.inf
+
+
+ALWAYS = WhenToRead()  # PARACITE_READER=on
+AUTO = WhenToRead(READER_CLOSE_MARGIN, READER_DECISION_MARGIN)
 
 
 def load_reader(cache_dir: Path) -> Reader:

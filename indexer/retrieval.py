@@ -8,7 +8,6 @@ vectors on indexes too small to get an ANN structure).
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 import time
@@ -34,7 +33,14 @@ from indexer.models import (
     RankedPassage,
 )
 from indexer.ranking import RowRanges
-from indexer.reader import READER_CLOSE_MARGIN, READER_MIN_CONFIDENCE, Reader, load_reader
+from indexer.reader import (
+    ALWAYS,
+    AUTO,
+    READER_MIN_CONFIDENCE,
+    Reader,
+    WhenToRead,
+    load_reader,
+)
 from indexer.search.answering import AnswerStage
 from indexer.search.candidates import CANDIDATES, CandidateStage
 from indexer.search.fusion import FusionStage, FusionWeights
@@ -131,11 +137,11 @@ class Searcher:
         reranker: CrossEncoder | None = None,
         reranker_depth: int = RERANK_DEPTH,
         reader: Reader | None = None,
-        read_below: float = math.inf,
+        read_when: WhenToRead = ALWAYS,
     ) -> None:
         generation = require_generation(index_dir)
         self.reader = reader
-        self.read_below = read_below
+        self.read_when = read_when
         self.reranker = reranker
         self.reranker_depth = reranker_depth
         self.index_dir = index_dir
@@ -200,7 +206,7 @@ class Searcher:
         )
         self._fusion = FusionStage(index.sentence_vectors, index.sentence_offsets, w)
         self._answer = AnswerStage(
-            self._store, self.answer_threshold, self.min_confidence, self.reader, self.read_below
+            self._store, self.answer_threshold, self.min_confidence, self.reader, self.read_when
         )
         self._rerank = (
             RerankStage(self.reranker, self._store, self.reranker_depth)
@@ -221,12 +227,12 @@ class Searcher:
         reranker: CrossEncoder | None = None,
         reranker_depth: int = RERANK_DEPTH,
         reader: Reader | None = None,
-        read_below: float = math.inf,
+        read_when: WhenToRead = ALWAYS,
     ) -> Searcher:
         """Open the live generation of the index at `index_dir` (loading its model if needed);
         a `reranker` (`indexer.search.rerank.load_cross_encoder`) rescores the best passages,
         a `reader` (`indexer.reader.load_reader`) reads the best sentences with the question
-        when the best two lead each other by less than `read_below` in choice score."""
+        (every question's, or as `read_when` says)."""
         return cls(
             index_dir,
             embedder,
@@ -237,7 +243,7 @@ class Searcher:
             reranker=reranker,
             reranker_depth=reranker_depth,
             reader=reader,
-            read_below=read_below,
+            read_when=read_when,
         )
 
     @classmethod
@@ -260,7 +266,7 @@ class Searcher:
             reranker=models.reranker,
             reranker_depth=settings.reranker_depth,
             reader=models.reader,
-            read_below=READER_CLOSE_MARGIN if settings.reader == "auto" else math.inf,
+            read_when=AUTO if settings.reader == "auto" else ALWAYS,
         )
 
     def close(self) -> None:

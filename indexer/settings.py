@@ -125,8 +125,9 @@ class Settings(BaseSettings):
             "When to read the best candidate sentences of a question together with the "
             "question (a reader fine-tuned from the bundled model, indexer/reader.py) to choose "
             "the answer and decide whether there is one: 'auto' (the default) only when the "
-            "best candidates are close in score, 'on' for every question (surer answers at "
-            "about three times a question's time), 'off' never."
+            "best candidates are close in score or the answer's confidence is close to the "
+            "minimum, 'on' for every question (about three times a question's time), 'off' "
+            "never."
         ),
     )
     reranker_depth: int = Field(

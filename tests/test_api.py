@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import subprocess
 import sys
 from datetime import datetime
@@ -23,6 +22,7 @@ from indexer.errors import (
     UnsupportedFile,
 )
 from indexer.models import NO_ANSWER_MESSAGE, AskResult
+from indexer.reader import ALWAYS
 from indexer.retrieval import MAX_K, MAX_QUERY_CHARS, MODES, Mode, Searcher
 from indexer.settings import Settings
 from server import app as app_module
@@ -468,7 +468,7 @@ def test_lifespan_opens_the_index_once_and_closes_it(
             "reranker": None,
             "reranker_depth": 9,
             "reader": None,
-            "read_below": math.inf,
+            "read_when": ALWAYS,
         },
     )
     assert borrowed.closed

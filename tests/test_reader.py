@@ -19,10 +19,13 @@ from indexer.embedding import Embedder
 from indexer.models import NOT_ANSWERED_MESSAGE
 from indexer.onnx_export import LOW_RANK_SCALE, merge_adapter
 from indexer.reader import (
+    ALWAYS,
     READER_ADAPTER,
     READER_CANDIDATES,
     READER_CLOSE_MARGIN,
+    READER_DECISION_MARGIN,
     Reader,
+    WhenToRead,
     load_reader,
     reader_exported,
     stacked_confidence,
@@ -66,14 +69,14 @@ def with_reader(
     embedder: Embedder,
     reader: object,
     min_confidence: float | None = None,
-    read_below: float = math.inf,
+    read_when: WhenToRead = ALWAYS,
 ) -> Searcher:
     return Searcher.open(
         seed_index,
         embedder,
         reader=reader,  # type: ignore[arg-type]
         min_confidence=min_confidence,
-        read_below=read_below,
+        read_when=read_when,
     )
 
 
@@ -277,8 +280,8 @@ def test_auto_reads_only_questions_whose_best_candidates_are_close(
     lead = without.assessment.evidence.choice_margin  # the best candidate's lead
     assert 0.0 < lead < MAX_CHOICE_MARGIN
     fake = FixedReader("", high=-60.0, low=-60.0)
-    clear = with_reader(seed_index, embedder, fake, min_confidence=0.0, read_below=lead)
-    close = with_reader(seed_index, embedder, fake, min_confidence=0.0, read_below=lead + 1e-6)
+    clear = with_reader(seed_index, embedder, fake, 0.0, WhenToRead(lead, 0.0))
+    close = with_reader(seed_index, embedder, fake, 0.0, WhenToRead(lead + 1e-6, 0.0))
     try:
         unread = clear.ask(QUESTION, 5)
         assert fake.read == []
@@ -294,18 +297,48 @@ def test_auto_reads_only_questions_whose_best_candidates_are_close(
     assert read.assessment.confidence < unread.assessment.confidence
 
 
+def test_auto_reads_the_answer_alone_when_the_decision_is_close(
+    seed_index: Path, embedder: Embedder, plain: Searcher
+) -> None:
+    """Of a question whose choice is clear, the reader reads only the answer, and only when
+    the answerability log-odds are within the decision margin of the minimum confidence's;
+    a low logit then turns the answer down."""
+    without = plain.ask(QUESTION, 5)
+    assert without.answer is not None and without.assessment is not None
+    minimum = 0.5  # log-odds 0
+    distance = abs(evidence_logit(without.assessment.evidence))
+    fake = FixedReader("", high=-60.0, low=-60.0)
+    far = with_reader(seed_index, embedder, fake, minimum, WhenToRead(0.0, distance))
+    near = with_reader(seed_index, embedder, fake, minimum, WhenToRead(0.0, distance + 1e-6))
+    try:
+        unread = far.ask(QUESTION, 5)
+        assert fake.read == []
+        read = near.ask(QUESTION, 5)
+    finally:
+        far.close()
+        near.close()
+    assert fake.read == [[without.answer.text]]
+    assert unread.assessment is not None and unread.assessment.reader_logit is None
+    assert unread.assessment.confidence == confidence(without.assessment.evidence)
+    assert read.assessment is not None and read.assessment.reader_logit == -60.0
+    assert read.answer is None and read.no_answer_reason == NOT_ANSWERED_MESSAGE
+
+
 def test_the_settings_open_a_searcher_that_reads_as_they_say(
     seed_index: Path, embedder: Embedder
 ) -> None:
     reader = FixedReader("", high=0.0, low=0.0)
     models = AnswerModels(reader=reader)  # type: ignore[arg-type]
-    expected = {"auto": READER_CLOSE_MARGIN, "on": math.inf}
-    for mode, read_below in expected.items():
+    expected = {
+        "auto": WhenToRead(READER_CLOSE_MARGIN, READER_DECISION_MARGIN),
+        "on": WhenToRead(math.inf, math.inf),
+    }
+    for mode, read_when in expected.items():
         settings = Settings(index=seed_index, reader=mode)  # type: ignore[arg-type]
         searcher = Searcher.from_settings(settings, embedder=embedder, models=models)
         try:
             assert searcher.reader is reader
-            assert searcher.read_below == read_below
+            assert searcher.read_when == read_when
         finally:
             searcher.close()
 

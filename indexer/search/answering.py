@@ -12,9 +12,9 @@ from indexer.answerability import (
     MAX_MARGIN,
     AnswerEvidence,
     choice_spread,
-    confidence,
     coverage,
     evidence_logit,
+    logistic,
     missing_share,
     phrase_coverage,
     question_names,
@@ -23,7 +23,14 @@ from indexer.answerability import (
     weighted_coverage,
 )
 from indexer.models import Answer, Assessment, Hit, Passage, Sentence
-from indexer.reader import READER_CANDIDATES, READER_WEIGHT, Reader, stacked_confidence
+from indexer.reader import (
+    ALWAYS,
+    READER_CANDIDATES,
+    READER_WEIGHT,
+    Reader,
+    WhenToRead,
+    stacked_confidence,
+)
 from indexer.search.types import Fused, Query
 from indexer.segments import SegmentedStore
 from indexer.sentence_choice import ChoiceContext, sentence_scores, similarity_scores
@@ -65,8 +72,8 @@ class AnswerStage:
     give the best sentence at least `min_confidence` (else they discuss the subject without
     answering). Either way, below a gate no sentence is offered and nothing is a source.
     With a `reader` (`indexer.reader`), the best candidate sentences are also read with the
-    question when the best two lead each other by less than `read_below` in choice score:
-    its logits move the choice and join the answerability model's confidence.
+    question, or the answer alone, as `read_when` says: its logits move the choice and join
+    the answerability model's confidence.
     """
 
     def __init__(
@@ -75,13 +82,13 @@ class AnswerStage:
         answer_threshold: float,
         min_confidence: float,
         reader: Reader | None = None,
-        read_below: float = math.inf,
+        read_when: WhenToRead = ALWAYS,
     ) -> None:
         self.store = store
         self.answer_threshold = answer_threshold
         self.min_confidence = min_confidence
         self.reader = reader
-        self.read_below = read_below
+        self.read_when = read_when
 
     def run(
         self,
@@ -164,14 +171,15 @@ class AnswerStage:
         # The author note answering "who wrote ...?" is read from the document's own byline,
         # not inferred from how well a sentence matches: it is not the model's to turn down.
         reader_logit = None
+        log_odds = evidence_logit(evidence)
         if byline:
             sure = 1.0
-        elif read:
+        elif read or self._decision_is_close(log_odds):
             at = scored[hit.rank].sentence
             reader_logit = read[at] if at in read else self._read_one(query, hit)
-            sure = stacked_confidence(evidence_logit(evidence), reader_logit)
+            sure = stacked_confidence(log_odds, reader_logit)
         else:
-            sure = confidence(evidence)
+            sure = logistic(log_odds)
         answer = replace(answer, confidence=sure)
         answered = sure >= self.min_confidence
         assessment = Assessment(answer, evidence, sure, answered, reader_logit)
@@ -218,7 +226,7 @@ class AnswerStage:
     ) -> dict[int, float]:
         """The reader's logits for the best READER_CANDIDATES sentences by choice score of
         the first passages, by their positions among the fused sentences; none when the best
-        leads the next by `read_below` or more (the choice is clear without reading)."""
+        leads the next by the choice margin of `read_when` or more (the choice is clear)."""
         assert self.reader is not None
         candidates: list[tuple[float, int, str]] = []
         for (rank, (position, passage)), scores in zip(ranked, all_scores, strict=True):
@@ -230,11 +238,22 @@ class AnswerStage:
                 for at, (sentence, score) in enumerate(zip(passage.sentences, scores, strict=True))
             ]
         candidates.sort(key=lambda candidate: -candidate[0])
-        if len(candidates) > 1 and candidates[0][0] - candidates[1][0] >= self.read_below:
+        if len(candidates) > 1 and (
+            candidates[0][0] - candidates[1][0] >= self.read_when.choice_margin
+        ):
             return {}
         chosen = candidates[:READER_CANDIDATES]
         logits = self.reader.logits(query.text, [text for _, _, text in chosen])
         return {at: float(logit) for (_, at, _), logit in zip(chosen, logits, strict=True)}
+
+    def _decision_is_close(self, log_odds: float) -> bool:
+        """Whether the answerability model's log-odds are near enough the minimum
+        confidence's that the reader's logit on the answer could turn the decision."""
+        if self.reader is None:
+            return False
+        minimum = min(max(self.min_confidence, 1e-9), 1 - 1e-9)
+        distance = abs(log_odds - math.log(minimum / (1 - minimum)))
+        return distance < self.read_when.decision_margin
 
     def _read_one(self, query: Query, hit: Hit) -> float:
         assert self.reader is not None and hit.best_sentence is not None
