@@ -256,9 +256,11 @@ class Searcher:
     ) -> Searcher:
         """Open the index at `index_dir` (default: the settings' index) as the settings
         configure answering, with `models` (default: loaded now, as the settings ask)."""
+        index_dir = index_dir or settings.index
+        require_generation(index_dir)  # a missing index is reported before any model loads
         models = models or AnswerModels.load(settings)
         return cls.open(
-            index_dir or settings.index,
+            index_dir,
             embedder=embedder,
             answer_threshold=settings.answer_threshold,
             ann_min_passages=settings.ann_min_passages,

@@ -20,7 +20,7 @@ from indexer.embedding import Embedder
 from indexer.live import LiveIndex
 from indexer.retrieval import MAX_QUERY_CHARS, AnswerModels, Searcher
 from indexer.settings import Settings
-from indexer.store import check_index
+from indexer.store import check_index, require_generation
 from server import api, pages
 from server.errors import install_error_handlers, is_api_path, json_error
 from server.views import answer_parts, answer_url, doc_url, highlight_hit, hit_url
@@ -90,10 +90,15 @@ def create_app(
 def open_live_index(settings: Settings) -> LiveIndex:
     """The index at `settings.index`, opened now (model included), following new generations."""
 
-    # Loaded once: every generation the server moves to answers with the same models.
-    models = AnswerModels.load(settings)
+    # Loaded once, with the first generation (so that a missing index is reported before
+    # they load): every generation the server moves to answers with the same models.
+    models: AnswerModels | None = None
 
     def open_searcher(index_dir: Path, embedder: Embedder | None) -> Searcher:
+        nonlocal models
+        if models is None:
+            require_generation(index_dir)
+            models = AnswerModels.load(settings)
         return Searcher.from_settings(settings, index_dir, embedder, models)
 
     live = LiveIndex(settings.index, open_searcher)

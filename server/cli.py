@@ -22,6 +22,7 @@ from indexer.models import AskResult, Hit, IndexReport
 from indexer.retrieval import MAX_K, MAX_OFFSET, MODES, Mode, Scope, Searcher
 from indexer.settings import PassageVectors, SentenceVectors, Settings
 from indexer.short_answer import ShortAnswer
+from indexer.store import require_generation
 
 if TYPE_CHECKING:
     from indexer.watch import FolderWatch
@@ -273,6 +274,7 @@ def serve(
         watcher = _folder_watch(watch_folder, settings)
     # Opened and bound here, not in the app's lifespan, so that a broken index or a busy
     # port is a one-line error before anything says it is serving.
+    require_generation(settings.index)  # before the note below, and before models load
     _note_reader_export(settings)
     live = open_live_index(settings)
     try:
@@ -427,6 +429,7 @@ def _print_eval(names: list[str], data: dict[str, Any]) -> None:
 
 def _open(index_dir: Path | None) -> Searcher:
     settings = _settings(index=index_dir)
+    require_generation(settings.index)  # before the note below, and before models load
     _note_reader_export(settings)
     return Searcher.from_settings(settings)
 

@@ -11,7 +11,7 @@ import threadpoolctl
 
 from indexer import retrieval
 from indexer.embedding import Embedder
-from indexer.errors import InvalidQuery, ModelMismatch
+from indexer.errors import IndexNotFound, InvalidQuery, ModelMismatch
 from indexer.models import NO_ANSWER_MESSAGE
 from indexer.retrieval import MAX_K, MAX_OFFSET, AnswerModels, FusionWeights, Scope, Searcher
 from indexer.settings import Settings
@@ -417,3 +417,14 @@ def test_answer_models_load_nothing_unless_the_settings_ask(
     monkeypatch.setattr(retrieval, "load_reader", refuse)
     monkeypatch.setattr(retrieval, "load_cross_encoder", refuse)
     assert AnswerModels.load(Settings(reranker=None, reader="off")) == AnswerModels(None, None)
+
+
+def test_a_missing_index_is_reported_before_any_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_: object) -> None:
+        raise AssertionError("loaded a model for an index that is not there")
+
+    monkeypatch.setattr(retrieval, "load_reader", refuse)
+    with pytest.raises(IndexNotFound):
+        Searcher.from_settings(Settings(index=tmp_path / "nothing", reader="auto"))
