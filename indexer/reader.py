@@ -7,8 +7,11 @@ death). The reader is the bundled model fine-tuned to read "[CLS] question [SEP]
 candidate sentences of the first passages, moves the answer to the one it reads as
 answering, and joins the answerability decision (`indexer.search.answering`). Reading costs
 a question about three times its usual time (README "The reader"), so by default
-(`PARACITE_READER=auto`) only the questions whose best candidates are within
-READER_CLOSE_MARGIN of each other are read; `on` reads every question, `off` none.
+(`PARACITE_READER=auto`, `AUTO`) it reads a question's candidates only when the best two
+are within READER_CLOSE_MARGIN of each other, and otherwise the answer alone when the
+decision is within READER_DECISION_MARGIN; `on` reads every question, `off` none. It reads
+only text put as a question (`is_question`): claims and keyword queries are not what it
+was trained on.
 
 Its weights are the bundled model's plus the updates in `READER_ADAPTER` (1.4 MB: low-rank
 updates of every layer's linear maps, the biases, the layer norms and the head), trained by
@@ -19,6 +22,7 @@ ONNX once, into the export cache beside the model's own export (`indexer.onnx_ex
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,9 +58,9 @@ READER_DECISION_MARGIN = 0.5
 # STACK_INTERCEPT + STACK_EVIDENCE x (the answerability model's own logit) + STACK_READER x
 # (the reader's logit on the answer), offered from READER_MIN_CONFIDENCE up (the same
 # answered-rate on the tuning set as MIN_CONFIDENCE without the reader).
-STACK_INTERCEPT = -0.0144
-STACK_EVIDENCE = 0.7957
-STACK_READER = 0.3899
+STACK_INTERCEPT = -0.0139
+STACK_EVIDENCE = 0.7969
+STACK_READER = 0.3887
 READER_MIN_CONFIDENCE = 0.19
 
 
@@ -97,9 +101,10 @@ class Reader:
 
 @dataclass(frozen=True, slots=True)
 class WhenToRead:
-    """Which questions the reader reads: all the candidates of those whose best two are
-    within `choice_margin` in choice score, and the answer alone of the others whose
-    answerability log-odds are within `decision_margin` of the minimum confidence's."""
+    """Which questions the reader reads (of those put as questions, `is_question`): all the
+    candidates of those whose best two are within `choice_margin` in choice score, and the
+    answer alone of the others whose answerability log-odds are within `decision_margin` of
+    the minimum confidence's."""
 
     choice_margin: float = math.inf
     decision_margin: float = math.inf
@@ -107,6 +112,21 @@ class WhenToRead:
 
 ALWAYS = WhenToRead()  # PARACITE_READER=on
 AUTO = WhenToRead(READER_CLOSE_MARGIN, READER_DECISION_MARGIN)
+
+
+# How a question opens when it does not end with "?" ("Who ruled the duchy of Normandy").
+_QUESTION_OPENING = re.compile(
+    r"(who|whom|whose|what|when|where|which|why|how|is|are|was|were|do|does|did|can|could|"
+    r"should|would|will|has|have|had|name|list)\b",
+    re.IGNORECASE,
+)
+
+
+def is_question(text: str) -> bool:
+    """Whether `text` is put as a question, the only kind of text the reader was trained to
+    read (a claim or a keyword query is left to the answerability model alone)."""
+    stripped = text.strip().rstrip("\"'”’ ")
+    return stripped.endswith("?") or bool(_QUESTION_OPENING.match(stripped.lstrip("\"'“‘¿ ")))
 
 
 def load_reader(cache_dir: Path) -> Reader:

@@ -26,6 +26,7 @@ from indexer.reader import (
     READER_DECISION_MARGIN,
     Reader,
     WhenToRead,
+    is_question,
     load_reader,
     reader_exported,
     stacked_confidence,
@@ -355,3 +356,23 @@ def test_the_cli_says_once_that_the_first_question_waits_for_the_reader_export(
     for settings in (Settings(), Settings(cache_dir=tmp_path, reader="off")):
         _note_reader_export(settings)
         assert capsys.readouterr().err == ""
+
+
+def test_only_questions_are_read(seed_index: Path, embedder: Embedder) -> None:
+    """The reader was trained on questions: a claim or a keyword query is answered by the
+    answerability model alone, whatever the mode."""
+    assert is_question("Who ruled the duchy of Normandy")
+    assert is_question("The Normans were in what country?")
+    assert not is_question("Kim Jong Un distrusts the United States.")
+    assert not is_question("Howard Hughes biography")
+    fake = FixedReader("", high=-60.0, low=-60.0)
+    searcher = with_reader(seed_index, embedder, fake, 0.0)
+    try:
+        claim = searcher.ask("Kim Jong Un distrusts the United States.", 5)
+        question = searcher.ask(QUESTION, 5)
+    finally:
+        searcher.close()
+    assert claim.assessment is not None and claim.assessment.reader_logit is None
+    assert claim.answer is not None
+    assert question.assessment is not None and question.assessment.reader_logit == -60.0
+    assert len(fake.read) == 1

@@ -29,6 +29,7 @@ from indexer.reader import (
     READER_WEIGHT,
     Reader,
     WhenToRead,
+    is_question,
     stacked_confidence,
 )
 from indexer.search.types import Fused, Query
@@ -121,7 +122,7 @@ class AnswerStage:
         # (read only when an answer may be offered: on the first page, past the cosine gate).
         read: dict[int, float] = (
             self._read(query, ranked, all_scores, fused)
-            if judged and self.reader is not None and any(clearing[:k])
+            if judged and self._reads(query) and any(clearing[:k])
             else {}
         )
         # A sentence the reader did not read counts as read no better than the worst it did:
@@ -174,7 +175,7 @@ class AnswerStage:
         log_odds = evidence_logit(evidence)
         if byline:
             sure = 1.0
-        elif read or self._decision_is_close(log_odds):
+        elif read or self._decision_is_close(query, log_odds):
             at = scored[hit.rank].sentence
             reader_logit = read[at] if at in read else self._read_one(query, hit)
             sure = stacked_confidence(log_odds, reader_logit)
@@ -246,10 +247,14 @@ class AnswerStage:
         logits = self.reader.logits(query.text, [text for _, _, text in chosen])
         return {at: float(logit) for (_, at, _), logit in zip(chosen, logits, strict=True)}
 
-    def _decision_is_close(self, log_odds: float) -> bool:
+    def _reads(self, query: Query) -> bool:
+        """Whether the reader reads this query at all: only questions, as it was trained."""
+        return self.reader is not None and is_question(query.text)
+
+    def _decision_is_close(self, query: Query, log_odds: float) -> bool:
         """Whether the answerability model's log-odds are near enough the minimum
         confidence's that the reader's logit on the answer could turn the decision."""
-        if self.reader is None:
+        if not self._reads(query):
             return False
         minimum = min(max(self.min_confidence, 1e-9), 1 - 1e-9)
         distance = abs(log_odds - math.log(minimum / (1 - minimum)))
