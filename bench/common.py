@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import statistics
@@ -21,7 +22,7 @@ if str(ROOT) not in sys.path:
 from indexer.build import passage_embedding_text  # noqa: E402
 from indexer.chunking import ChunkingOptions, chunk_document  # noqa: E402
 from indexer.embedding import BACKENDS, Embedder  # noqa: E402
-from indexer.evaluation import EvalSet, load_eval_set, write_documents  # noqa: E402
+from indexer.evaluation import EvalSet, load_eval_set, load_squad, write_documents  # noqa: E402
 from indexer.loaders import discover_files, load_document  # noqa: E402
 from indexer.onnx_export import cpu_description  # noqa: E402
 from indexer.settings import Settings  # noqa: E402
@@ -33,6 +34,30 @@ DEFAULT_SCIFACT = Path("/work/shared/eval/scifact")
 def scifact(folder: Path) -> EvalSet:
     """The BEIR SciFact folder (corpus, queries, train qrels) as an eval set."""
     return load_eval_set(folder, "beir", "train")
+
+
+def add_question_options(parser: argparse.ArgumentParser) -> None:
+    """`--scifact` and `--squad`: where a script's questions come from."""
+    parser.add_argument("--scifact", type=Path, default=DEFAULT_SCIFACT, help="BEIR SciFact folder")
+    parser.add_argument(
+        "--squad",
+        type=Path,
+        help="ask every fifth question of this SQuAD file instead of SciFact's claims (needs "
+        "--index: that file's eval index)",
+    )
+
+
+def asked_questions(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[EvalSet, list[str]]:
+    """The eval set and the questions to ask, as `add_question_options` chose."""
+    if args.squad is None:
+        eval_set = scifact(args.scifact)
+        return eval_set, [question.text for question in eval_set.questions]
+    if args.index is None:
+        parser.error("--squad needs the --index its questions are asked of")
+    eval_set = load_squad(args.squad)
+    return eval_set, [question.text for question in eval_set.questions[::5]]
 
 
 def write_corpus(eval_set: EvalSet, folder: Path, limit: int | None = None) -> int:

@@ -1,6 +1,7 @@
 """Question latency on the SciFact index: in process, and over HTTP against a real server.
 
-In process, `Searcher.ask` answers the first `--questions` SciFact train queries one at a time
+In process, `Searcher.ask` answers the first `--questions` SciFact train queries (with
+`--squad FILE --index DIR`, every fifth question of a SQuAD file instead) one at a time
 (after a warm-up). Over HTTP, `paracite serve` runs in its own process (uvicorn, as users run
 it) and 1, 4 and 16 concurrent clients (threads with keep-alive connections) send GET
 /api/ask requests for `--seconds` each; every request must return 200. Reported: p50/p99
@@ -27,14 +28,14 @@ from pathlib import Path
 import httpx
 from common import (
     BACKENDS,
-    DEFAULT_SCIFACT,
+    add_question_options,
+    asked_questions,
     cpu_seconds,
     machine_note,
     memory_mib,
     percentile,
     print_table,
     run_clients,
-    scifact,
     start_server,
     stop_server,
     write_corpus,
@@ -54,7 +55,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--index", type=Path, help="an existing index (default: build SciFact)")
-    parser.add_argument("--scifact", type=Path, default=DEFAULT_SCIFACT, help="BEIR SciFact folder")
+    add_question_options(parser)
     parser.add_argument("--backend", choices=BACKENDS, help="backend of the index to build")
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--questions", type=int, default=200, help="in-process questions")
@@ -66,8 +67,7 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     args = parser.parse_args()
 
-    eval_set = scifact(args.scifact)
-    questions = [question.text for question in eval_set.questions]
+    eval_set, questions = asked_questions(parser, args)
     settings = index_settings(args, eval_set)
     print(f"# index {settings.index} ({settings.backend})", flush=True)
 

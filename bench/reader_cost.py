@@ -25,11 +25,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from common import DEFAULT_SCIFACT, machine_note, percentile, print_table, scifact
+from common import add_question_options, asked_questions, machine_note, percentile, print_table
 from query_latency import index_settings
 
 import indexer.search.answering as answering
-from indexer.evaluation import load_squad
 from indexer.reader import ALWAYS, AUTO, READER_CANDIDATES
 from indexer.retrieval import AnswerModels, Searcher
 from indexer.settings import DEFAULT_MODEL
@@ -40,10 +39,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--index", type=Path, help="an existing index (default: build SciFact)")
-    parser.add_argument("--scifact", type=Path, default=DEFAULT_SCIFACT, help="BEIR SciFact folder")
+    add_question_options(parser)
     parser.add_argument("--backend", help="backend of the index to build")
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--squad", type=Path, help="ask a SQuAD file's questions (needs --index)")
     parser.add_argument("--questions", type=int, default=300)
     parser.add_argument(
         "--compare", type=int, default=5, help="candidates read in the compared way (0: none)"
@@ -51,11 +49,8 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()
 
-    if args.squad and not args.index:
-        parser.error("--squad needs the --index its questions are asked of")
-    eval_set = scifact(args.scifact) if not args.squad else load_squad(args.squad)
-    asked = eval_set.questions[::5] if args.squad else eval_set.questions
-    questions = [question.text for question in asked][: args.questions]
+    eval_set, questions = asked_questions(parser, args)
+    questions = questions[: args.questions]
     settings = index_settings(args, eval_set)
     models = AnswerModels.load(settings.with_overrides(reader="on"))
     plain = Searcher.from_settings(settings, models=replace(models, reader=None))
