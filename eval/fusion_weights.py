@@ -37,6 +37,7 @@ from indexer.evaluation import (
 )
 from indexer.retrieval import Searcher
 from indexer.search.fusion import FusionWeights
+from indexer.search.types import Fused
 from indexer.settings import Settings
 
 GRID = {
@@ -47,29 +48,49 @@ GRID = {
 
 
 @dataclass(slots=True)
-class Fusion:
-    """One question's candidates and their signals (the fields of `Fused`)."""
+class Signals:
+    """A question's candidates' signals (the fields of `Fused`), to fuse at any weights."""
 
-    article: int
-    rows: np.ndarray
     sentence_start: np.ndarray
     sentence_dense: np.ndarray
     sentence_lexical: np.ndarray
     passage_dense: np.ndarray
     passage_lexical: np.ndarray
+
+    @classmethod
+    def of(cls, fused: Fused) -> Signals:
+        return cls(
+            fused.sentence_start,
+            fused.sentence_dense,
+            fused.sentence_lexical,
+            fused.passage_dense,
+            fused.passage_lexical,
+        )
+
+    def scores(self, weights: FusionWeights) -> np.ndarray:
+        """Each candidate's fused score at `weights`, as `FusionStage` fuses them."""
+        sentence = self.sentence_dense + weights.sentence_lexical * self.sentence_lexical
+        best = np.maximum.reduceat(sentence, self.sentence_start[:-1])
+        return (
+            weights.passage * self.passage_dense
+            + weights.lexical * self.passage_lexical
+            + weights.sentence * best
+        )
+
+
+@dataclass(slots=True)
+class Fusion:
+    """One SQuAD question's candidates, their signals and its gold paragraph's rows."""
+
+    article: int
+    rows: np.ndarray
+    signals: Signals
     gold: set[int]
 
     def top_is_gold(self, weights: FusionWeights) -> bool:
         if not len(self.rows):
             return False
-        sentence = self.sentence_dense + weights.sentence_lexical * self.sentence_lexical
-        best = np.maximum.reduceat(sentence, self.sentence_start[:-1])
-        scores = (
-            weights.passage * self.passage_dense
-            + weights.lexical * self.passage_lexical
-            + weights.sentence * best
-        )
-        return int(self.rows[int(np.argmax(scores))]) in self.gold
+        return int(self.rows[int(np.argmax(self.signals.scores(weights)))]) in self.gold
 
 
 def collect(path: Path, cache: Path, settings: Settings) -> list[Fusion]:
@@ -85,11 +106,7 @@ def collect(path: Path, cache: Path, settings: Settings) -> list[Fusion]:
                 Fusion(
                     article_of[doc_id],
                     fused.rows,
-                    fused.sentence_start,
-                    fused.sentence_dense,
-                    fused.sentence_lexical,
-                    fused.passage_dense,
-                    fused.passage_lexical,
+                    Signals.of(fused),
                     {row for start, end in ranges for row in range(int(start), int(end))},
                 )
             )
@@ -107,24 +124,13 @@ class Ranked:
     """One BEIR query's candidates: their documents and signals, and the graded qrels."""
 
     doc_ids: np.ndarray
-    sentence_start: np.ndarray
-    sentence_dense: np.ndarray
-    sentence_lexical: np.ndarray
-    passage_dense: np.ndarray
-    passage_lexical: np.ndarray
+    signals: Signals
     relevant: dict[str, int]
 
     def ndcg_at_10(self, weights: FusionWeights) -> float:
         if not len(self.doc_ids):
             return 0.0
-        sentence = self.sentence_dense + weights.sentence_lexical * self.sentence_lexical
-        best = np.maximum.reduceat(sentence, self.sentence_start[:-1])
-        scores = (
-            weights.passage * self.passage_dense
-            + weights.lexical * self.passage_lexical
-            + weights.sentence * best
-        )
-        order = np.argsort(-scores, kind="stable")
+        order = np.argsort(-self.signals.scores(weights), kind="stable")
         ranking = list(dict.fromkeys(self.doc_ids[order].tolist()))
         return ndcg_at(ranking, self.relevant, 10)
 
@@ -141,11 +147,7 @@ def collect_beir(folder: Path, cache: Path, settings: Settings) -> list[Ranked]:
             ranked.append(
                 Ranked(
                     np.array(searcher._store.passage_doc_ids(fused.rows.tolist()), dtype=object),
-                    fused.sentence_start,
-                    fused.sentence_dense,
-                    fused.sentence_lexical,
-                    fused.passage_dense,
-                    fused.passage_lexical,
+                    Signals.of(fused),
                     dict(question.relevant),
                 )
             )
