@@ -408,12 +408,14 @@ def test_from_settings_opens_the_index_as_the_settings_configure_answering(
         again.close()
 
 
+def refuse(*_: object) -> None:
+    """Stands in for a model loader that must not be called."""
+    raise AssertionError("loaded a model that should not have been loaded")
+
+
 def test_answer_models_load_nothing_unless_the_settings_ask(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def refuse(*_: object) -> None:
-        raise AssertionError("loaded a model the settings did not ask for")
-
     monkeypatch.setattr(retrieval, "load_reader", refuse)
     monkeypatch.setattr(retrieval, "load_cross_encoder", refuse)
     assert AnswerModels.load(Settings(reranker=None, reader="off")) == AnswerModels(None, None)
@@ -422,9 +424,6 @@ def test_answer_models_load_nothing_unless_the_settings_ask(
 def test_a_missing_index_is_reported_before_any_model_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuse(*_: object) -> None:
-        raise AssertionError("loaded a model for an index that is not there")
-
     monkeypatch.setattr(retrieval, "load_reader", refuse)
     with pytest.raises(IndexNotFound):
         Searcher.from_settings(Settings(index=tmp_path / "nothing", reader="auto"))
