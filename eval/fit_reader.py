@@ -49,7 +49,7 @@ from fit_answerability import COMPARE_AT, KEEP_ANSWERED, choose_threshold, fit
 from tuning import best_choices, open_squad, remembered
 
 import indexer.search.answering as answering
-from indexer.answerability import evidence_logit, logistic
+from indexer.answerability import evidence_logit, logistic, logit
 from indexer.embedding import resolve_model
 from indexer.evaluation import ANSWER_K, answer_matches, default_cache_dir, git_state
 from indexer.models import Assessment
@@ -286,7 +286,7 @@ def choose(reads: Sequence[Read]) -> Choice:
     intercept, weights = fit(*stack_examples(reads))
     stack = Stack(intercept, weights)
     minimum = choose_threshold(confidences(reads, stack, "on")[0])
-    stack = replace(stack, center=math.log(minimum / (1 - minimum)))
+    stack = replace(stack, center=logit(minimum))
     stack = replace(stack, decision_margin=choose_decision_margin(reads, stack))
     threshold = min(choose_threshold(confidences(reads, stack, mode)[0]) for mode in MODES)
     return Choice(weight, choose_margin(reads, weight), stack, threshold)

@@ -151,6 +151,12 @@ def logistic(logit: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, logit))))
 
 
+def logit(probability: float) -> float:
+    """The log-odds of `probability`, the inverse of `logistic` (0 and 1 clipped just inside)."""
+    clipped = min(max(probability, 1e-9), 1 - 1e-9)
+    return math.log(clipped / (1 - clipped))
+
+
 def coverage(question_terms: list[str], terms: set[str]) -> float:
     """Share of the question's terms found among `terms` (1 when the question has none)."""
     if not question_terms:

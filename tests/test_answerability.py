@@ -20,6 +20,8 @@ from indexer.answerability import (
     choice_spread,
     confidence,
     coverage,
+    logistic,
+    logit,
     missing_share,
     phrase_coverage,
     question_names,
@@ -326,3 +328,14 @@ def test_api_and_pages_show_the_confidence_and_the_new_reason(client: TestClient
     assert NOT_ANSWERED_MESSAGE in page and "Closest passages" in page and "Sources" not in page
     embedded = client.get("/embed", params={"q": SILENT}).text
     assert NOT_ANSWERED_MESSAGE in embedded
+
+
+@pytest.mark.parametrize("probability", [0.01, 0.19, 0.5, 0.93])
+def test_logit_is_the_inverse_of_logistic(probability: float) -> None:
+    assert logistic(logit(probability)) == pytest.approx(probability)
+    assert (logit(probability) > 0) is (probability > 0.5)
+
+
+def test_logit_of_certainty_is_finite() -> None:
+    assert math.isfinite(logit(0.0)) and math.isfinite(logit(1.0))
+    assert logit(0.0) < logit(0.01) and logit(1.0) > logit(0.99)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -15,6 +14,7 @@ from indexer.answerability import (
     coverage,
     evidence_logit,
     logistic,
+    logit,
     missing_share,
     phrase_coverage,
     question_names,
@@ -245,7 +245,7 @@ class AnswerStage:
             return {}
         chosen = candidates[:READER_CANDIDATES]
         logits = self.reader.logits(query.text, [text for _, _, text in chosen])
-        return {at: float(logit) for (_, at, _), logit in zip(chosen, logits, strict=True)}
+        return {at: float(value) for (_, at, _), value in zip(chosen, logits, strict=True)}
 
     def _reads(self, query: Query) -> bool:
         """Whether the reader reads this query at all: only questions, as it was trained."""
@@ -256,8 +256,7 @@ class AnswerStage:
         confidence's that the reader's logit on the answer could turn the decision."""
         if not self._reads(query):
             return False
-        minimum = min(max(self.min_confidence, 1e-9), 1 - 1e-9)
-        distance = abs(log_odds - math.log(minimum / (1 - minimum)))
+        distance = abs(log_odds - logit(self.min_confidence))
         return distance < self.read_when.decision_margin
 
     def _read_one(self, query: Query, hit: Hit) -> float:
