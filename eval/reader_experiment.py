@@ -9,6 +9,9 @@ articles of a SQuAD-format tuning set and measures it on the other half:
   answer) and the sentence the engine offers when the gold paragraph is withheld (with
   `--with-choices` also the best sentences by choice score of the normal ask, with
   `--withheld-choices N` the N best of the withheld ask);
+- with `--context`, the reader reads each sentence followed by its passage's title and the
+  sentence before it ("[CLS] question [SEP] sentence [SEP] title. previous [SEP]"), so that
+  "He died in 1943" can be read as Tesla's death;
 - sentence choice (issue 13): the five best sentences by the fitted choice score
   (`indexer.sentence_choice`) of the normal ask are rescored as choice + alpha * reader logit;
 - answerability (issue 14): the reader's logit on the offered sentence is added to the
@@ -54,6 +57,8 @@ BATCH = 32
 LEARNING_RATE = 4e-5
 WARMUP_STEPS = 30
 MAX_TOKENS = 128
+# With --context the sentence comes first, so that truncation cuts the context, not it.
+MAX_TOKENS_WITH_CONTEXT = 192
 ALPHAS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0)
 RATES = (0.93, 0.955)
 
@@ -130,6 +135,32 @@ def collect(path: Path, cache: Path) -> list[Question]:
     return questions
 
 
+def sentence_contexts(path: Path, cache: Path) -> dict[str, tuple[str, str]]:
+    """Each sentence of the set's index, by its text: its passage's title and the sentence
+    before it in the passage ("" for a passage's first)."""
+    _, _, searcher = open_squad(path, cache, reuse_index=True)
+    contexts: dict[str, tuple[str, str]] = {}
+    try:
+        rows = searcher._store.rows
+        for start in range(0, rows, 500):
+            for passage in searcher._store.passages(range(start, min(rows, start + 500))):
+                previous = ""
+                for sentence in passage.sentences:
+                    contexts.setdefault(sentence.text, (passage.title, previous))
+                    previous = sentence.text
+    finally:
+        searcher.close()
+    return contexts
+
+
+def with_context(sentence: str, contexts: dict[str, tuple[str, str]] | None) -> str:
+    """What the reader reads as the sentence: the sentence alone, or with its context after it."""
+    if contexts is None:
+        return sentence
+    title, previous = contexts.get(sentence, ("", ""))
+    return f"{sentence} [SEP] {title}. {previous}".rstrip()
+
+
 LORA_TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense")
 
 
@@ -165,6 +196,7 @@ def train_reader(
     learning_rate: float = LEARNING_RATE,
     seed: int = 0,
     lora_rank: int | None = None,
+    max_tokens: int = MAX_TOKENS,
 ) -> Any:
     """Fine-tune the bundled model with a linear head on [CLS] (one pass, binary loss): every
     layer, only the last `train_layers` (the embeddings and the layers below stay frozen), or
@@ -198,7 +230,7 @@ def train_reader(
             [s for _, s, _ in batch],
             padding=True,
             truncation="only_second",
-            max_length=MAX_TOKENS,
+            max_length=max_tokens,
             return_tensors="pt",
         )
         logits = head(model(**encoded).last_hidden_state[:, 0]).squeeze(-1)
@@ -232,7 +264,7 @@ def save_adapter(reader: Any, path: Path) -> None:
     np.savez_compressed(path, **arrays)
 
 
-def read(reader: Any, pairs: list[tuple[str, str]]) -> list[float]:
+def read(reader: Any, pairs: list[tuple[str, str]], max_tokens: int = MAX_TOKENS) -> list[float]:
     """The reader's logit for each (question, sentence)."""
     import torch
 
@@ -246,7 +278,7 @@ def read(reader: Any, pairs: list[tuple[str, str]]) -> list[float]:
                 [s for _, s in batch],
                 padding=True,
                 truncation="only_second",
-                max_length=MAX_TOKENS,
+                max_length=max_tokens,
                 return_tensors="pt",
             )
             out += head(model(**encoded).last_hidden_state[:, 0]).squeeze(-1).tolist()
@@ -334,11 +366,21 @@ def main() -> None:
         help="Also train on the N best sentences by choice score of each withheld ask (the "
         "sentences the reader reads when the answer is not there).",
     )
+    parser.add_argument(
+        "--context",
+        action="store_true",
+        help="Read each sentence with its passage's title and the sentence before it.",
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    questions = remembered(
-        args.work / "questions.pkl", lambda: collect(args.squad, args.cache or default_cache_dir())
+    cache = args.cache or default_cache_dir()
+    questions = remembered(args.work / "questions.pkl", lambda: collect(args.squad, cache))
+    contexts = (
+        remembered(args.work / "contexts.pkl", lambda: sentence_contexts(args.squad, cache))
+        if args.context
+        else None
     )
+    max_tokens = MAX_TOKENS_WITH_CONTEXT if args.context else MAX_TOKENS
     parity = {"even": 0, "odd": 1, "all": None}[args.train_articles]
     train = [q for q in questions if parity is None or q.article % 2 == parity]
     held_out = [q for q in questions if parity is not None and q.article % 2 != parity]
@@ -360,8 +402,15 @@ def main() -> None:
             for text, _, correct in q.withheld_choices[: args.withheld_choices]
             if (q.text, text) not in known
         ]
+    pairs = [(q, with_context(text, contexts), label) for q, text, label in pairs]
     started = time.perf_counter()
-    reader = train_reader(pairs, args.train_layers, args.learning_rate, lora_rank=args.lora_rank)
+    reader = train_reader(
+        pairs,
+        args.train_layers,
+        args.learning_rate,
+        lora_rank=args.lora_rank,
+        max_tokens=max_tokens,
+    )
     train_seconds = time.perf_counter() - started
     if args.save_adapter:
         save_adapter(reader, args.save_adapter)
@@ -375,7 +424,8 @@ def main() -> None:
         + [a.text for a in (q.normal, q.withheld) if a is not None]
     }
     ordered = sorted(wanted)
-    logits = dict(zip(ordered, read(reader, ordered), strict=True))
+    read_as = [(q, with_context(text, contexts)) for q, text in ordered]
+    logits = dict(zip(ordered, read(reader, read_as, max_tokens), strict=True))
     if args.logits:
         args.logits.write_bytes(pickle.dumps(logits))
     for q in held_out:
@@ -405,6 +455,7 @@ def main() -> None:
         "learning_rate": args.learning_rate,
         "with_choices": args.with_choices,
         "withheld_choices": args.withheld_choices,
+        "context": args.context,
         "training_pairs": len(pairs),
         "training_seconds": round(train_seconds),
         "held_out_questions": len(held_out),
