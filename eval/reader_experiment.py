@@ -197,10 +197,12 @@ def train_reader(
     seed: int = 0,
     lora_rank: int | None = None,
     max_tokens: int = MAX_TOKENS,
+    epochs: int = 1,
 ) -> Any:
     """Fine-tune the bundled model with a linear head on [CLS] (one pass, binary loss): every
     layer, only the last `train_layers` (the embeddings and the layers below stay frozen), or
-    low-rank updates of every layer's linear maps (`lora_rank`)."""
+    low-rank updates of every layer's linear maps (`lora_rank`); the pairs are shuffled anew
+    for each epoch after the first, and the rate decays over all of them."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -217,14 +219,19 @@ def train_reader(
             module.requires_grad_(False)
     params = [p for p in (*model.parameters(), *head.parameters()) if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
-    steps = len(pairs) // BATCH
+    per_epoch = len(pairs) // BATCH
+    batches = [pairs[step * BATCH : (step + 1) * BATCH] for step in range(per_epoch)]
+    for epoch in range(1, epochs):
+        reshuffled = list(pairs)
+        random.Random(seed + epoch).shuffle(reshuffled)
+        batches += [reshuffled[step * BATCH : (step + 1) * BATCH] for step in range(per_epoch)]
+    steps = len(batches)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: min(1.0, (s + 1) / WARMUP_STEPS) * max(0.0, 1 - s / steps)
     )
     model.train()
     started = time.perf_counter()
-    for step in range(steps):
-        batch = pairs[step * BATCH : (step + 1) * BATCH]
+    for step, batch in enumerate(batches):
         encoded = tokenizer(
             [q for q, _, _ in batch],
             [s for _, s, _ in batch],
@@ -367,6 +374,9 @@ def main() -> None:
         "sentences the reader reads when the answer is not there).",
     )
     parser.add_argument(
+        "--epochs", type=int, default=1, help="Passes over the training pairs (default: 1)."
+    )
+    parser.add_argument(
         "--context",
         action="store_true",
         help="Read each sentence with its passage's title and the sentence before it.",
@@ -410,6 +420,7 @@ def main() -> None:
         args.learning_rate,
         lora_rank=args.lora_rank,
         max_tokens=max_tokens,
+        epochs=args.epochs,
     )
     train_seconds = time.perf_counter() - started
     if args.save_adapter:
@@ -456,6 +467,7 @@ def main() -> None:
         "with_choices": args.with_choices,
         "withheld_choices": args.withheld_choices,
         "context": args.context,
+        "epochs": args.epochs,
         "training_pairs": len(pairs),
         "training_seconds": round(train_seconds),
         "held_out_questions": len(held_out),
