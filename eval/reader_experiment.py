@@ -199,10 +199,10 @@ def train_reader(
     max_tokens: int = MAX_TOKENS,
     epochs: int = 1,
 ) -> Any:
-    """Fine-tune the bundled model with a linear head on [CLS] (one pass, binary loss): every
-    layer, only the last `train_layers` (the embeddings and the layers below stay frozen), or
-    low-rank updates of every layer's linear maps (`lora_rank`); the pairs are shuffled anew
-    for each epoch after the first, and the rate decays over all of them."""
+    """Fine-tune the bundled model with a linear head on [CLS] (`epochs` passes, binary
+    loss): every layer, only the last `train_layers` (the embeddings and the layers below stay
+    frozen), or low-rank updates of every layer's linear maps (`lora_rank`); the pairs are
+    shuffled anew for each epoch after the first, and the rate decays over all of them."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -219,12 +219,15 @@ def train_reader(
             module.requires_grad_(False)
     params = [p for p in (*model.parameters(), *head.parameters()) if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
-    per_epoch = len(pairs) // BATCH
-    batches = [pairs[step * BATCH : (step + 1) * BATCH] for step in range(per_epoch)]
+    orders = [pairs]
     for epoch in range(1, epochs):
-        reshuffled = list(pairs)
-        random.Random(seed + epoch).shuffle(reshuffled)
-        batches += [reshuffled[step * BATCH : (step + 1) * BATCH] for step in range(per_epoch)]
+        orders.append(list(pairs))
+        random.Random(seed + epoch).shuffle(orders[-1])
+    batches = [
+        order[step * BATCH : (step + 1) * BATCH]
+        for order in orders
+        for step in range(len(pairs) // BATCH)
+    ]
     steps = len(batches)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: min(1.0, (s + 1) / WARMUP_STEPS) * max(0.0, 1 - s / steps)
